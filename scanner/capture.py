@@ -1,0 +1,536 @@
+"""Open a reported URL the way a visitor would and hand every image to a sink.
+
+Two stages share one egress proxy: a cheap HTTP fetch (aiohttp) that settles
+network errors and serves URLs that are themselves images, then the browser for
+pages. Image bytes exist only between the response and the sink call; the sink
+(hash and forget) is the only consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from playwright.async_api import Browser, Page, Response, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from .egress import EgressPolicy, EgressProxy, Resolver, check_url
+from .sandbox import ScanDir, sandbox_user, scans_root
+
+log = logging.getLogger(__name__)
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
+# Chromium net errors → our error kinds.
+_NET_ERRORS = {
+    "ERR_NAME_NOT_RESOLVED": "dns",
+    "ERR_NAME_RESOLUTION_FAILED": "dns",
+    "ERR_CONNECTION_REFUSED": "connect",
+    "ERR_CONNECTION_RESET": "connect",
+    "ERR_CONNECTION_CLOSED": "connect",
+    "ERR_CONNECTION_FAILED": "connect",
+    "ERR_ADDRESS_UNREACHABLE": "connect",
+    "ERR_EMPTY_RESPONSE": "connect",
+    "ERR_TIMED_OUT": "timeout",
+    "ERR_CONNECTION_TIMED_OUT": "timeout",
+    "ERR_TOO_MANY_REDIRECTS": "redirects",
+    "ERR_ABORTED": "not_html",
+}
+# Shapes of images by their first bytes: a server's Content-Type is not trusted.
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"\x00\x00\x01\x00", "ico"),
+)
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image format the bytes start with, or None when they are not an image."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"mif1"):
+        return "avif"
+    return None
+
+
+class ScanError(Exception):
+    """Why a scan could not see the page; ``kind`` is stable, ``message`` is for people."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    """Bounds that keep one hostile page from exhausting a worker."""
+
+    page_timeout: float = 30.0
+    scan_timeout: float = 90.0
+    max_image_bytes: int = 20 * 2**20
+    max_scan_bytes: int = 200 * 2**20
+    max_images: int = 500
+    max_pixels: int = 50_000_000
+    scroll_steps: int = 30
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How the scanner presents itself; recorded on each scan so checks can repeat it."""
+
+    user_agent: str
+    locale: str = "en-US"
+    viewport: tuple[int, int] = (1366, 768)
+
+
+@dataclass
+class FoundImage:
+    """One image response, alive only for the duration of the sink call."""
+
+    url: str
+    data: bytes
+    content_type: str | None
+
+
+ImageSink = Callable[[FoundImage], None]
+
+
+@dataclass
+class PageResult:
+    """Everything a scan learned about the page except the images themselves."""
+
+    url: str
+    started_at: datetime
+    final_url: str | None = None
+    http_status: int | None = None
+    redirects: list[dict[str, Any]] = field(default_factory=list)
+    server_ip: str | None = None
+    finished_at: datetime | None = None
+    error: ScanError | None = None
+    blocked: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Browsing:
+    """Where the browser is and how it should look; shared by intake scans and checks."""
+
+    executable: str
+    home: Path
+    identity: Identity
+
+
+async def capture(
+    url: str,
+    *,
+    policy: EgressPolicy,
+    limits: ScanLimits,
+    browsing: Browsing,
+    sink: ImageSink,
+    resolver: Resolver | None = None,
+) -> PageResult:
+    """Scan ``url``: never raises for anything the page does; errors land on the result."""
+    result = PageResult(url=url, started_at=datetime.now(UTC))
+    result.meta["user_agent"] = browsing.identity.user_agent
+    refusal = check_url(url, policy)
+    if refusal:
+        result.error = ScanError("blocked", f"refused before fetching: {refusal}")
+        result.finished_at = datetime.now(UTC)
+        return result
+    collector = _Collector(limits, sink)
+    t0 = time.monotonic()
+    async with EgressProxy(policy, resolver=resolver) as proxy:
+        try:
+            async with asyncio.timeout(limits.scan_timeout):
+                is_image = await _http_stage(url, proxy, limits, browsing, collector, result)
+                result.meta["http_stage_s"] = round(time.monotonic() - t0, 3)
+                if not is_image:
+                    await _browser_stage(url, proxy, limits, browsing, collector, result)
+        except ScanError as e:
+            result.error = e
+        except TimeoutError:
+            result.error = ScanError(
+                "timeout", f"scan exceeded its {limits.scan_timeout:g} s limit and was stopped"
+            )
+        result.blocked = proxy.refused()
+        host, port = _host_port(result.final_url or url)
+        result.server_ip = proxy.server_ip(host, port)
+    result.skipped = collector.skipped
+    result.meta.update(collector.counts(), scan_s=round(time.monotonic() - t0, 3))
+    result.finished_at = datetime.now(UTC)
+    return result
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return (parts.hostname or ""), (parts.port or default)
+
+
+def _egress_error(proxy: EgressProxy, url: str) -> ScanError | None:
+    """The proxy's own account of why a connection to ``url``'s host failed, if it did."""
+    event = proxy.failure_for(*_host_port(url))
+    return ScanError(event.outcome, event.message) if event else None
+
+
+class _Collector:
+    """Deduplicates image URLs, applies the byte/count limits and feeds the sink."""
+
+    def __init__(self, limits: ScanLimits, sink: ImageSink) -> None:
+        self.limits = limits
+        self.sink = sink
+        self.seen: set[str] = set()
+        self.total_bytes = 0
+        self.images = 0
+        self.skipped: list[dict[str, str]] = []
+
+    def claim(self, url: str, declared_size: int | None = None) -> bool:
+        """Whether ``url`` should be fetched and hashed (first sighting, within limits)."""
+        if url in self.seen:
+            return False
+        self.seen.add(url)
+        if self.images >= self.limits.max_images:
+            return self._skip(url, "max_images", f"more than {self.limits.max_images} images")
+        if declared_size is not None and declared_size > self.limits.max_image_bytes:
+            return self._skip(url, "too_large", f"declares {declared_size} bytes")
+        return True
+
+    def _skip(self, url: str, kind: str, message: str) -> bool:
+        self.skipped.append({"url": _short(url), "reason": kind, "message": message})
+        return False
+
+    async def feed(self, url: str, data: bytes, content_type: str | None) -> None:
+        if sniff_image(data[:16]) is None and not (content_type or "").startswith("image/"):
+            return
+        if len(data) > self.limits.max_image_bytes:
+            self._skip(url, "too_large", f"{len(data)} bytes, limit {self.limits.max_image_bytes}")
+            return
+        if self.total_bytes + len(data) > self.limits.max_scan_bytes:
+            self._skip(
+                url, "max_scan_bytes", f"scan byte budget {self.limits.max_scan_bytes} spent"
+            )
+            return
+        self.total_bytes += len(data)
+        self.images += 1
+        # Hashing is CPU work: keep the event loop (and the egress proxy on it) responsive.
+        await asyncio.to_thread(self.sink, FoundImage(url, data, content_type))
+
+    def counts(self) -> dict[str, int]:
+        return {"images_fed": self.images, "image_bytes": self.total_bytes}
+
+
+def _short(url: str) -> str:
+    """URLs in records stay readable: a data: URI is cut to its header."""
+    return url if not url.startswith("data:") else url[: url.find(",") + 1] + "…"
+
+
+async def _http_stage(
+    url: str,
+    proxy: EgressProxy,
+    limits: ScanLimits,
+    browsing: Browsing,
+    collector: _Collector,
+    result: PageResult,
+) -> bool:
+    """Fetch ``url`` directly; settle network errors, and images without a browser.
+
+    Returns True when the URL was an image (already fed to the sink). HTTP error
+    statuses are left for the browser to judge: sites answer crawlers differently.
+    """
+    timeout = aiohttp.ClientTimeout(total=limits.page_timeout)
+    headers = {"User-Agent": browsing.identity.user_agent}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
+            session.get(url, proxy=proxy.url, max_redirects=10) as resp,
+        ):
+            result.redirects = [{"url": str(h.url), "status": h.status} for h in resp.history]
+            result.final_url = str(resp.url)
+            result.http_status = resp.status
+            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            head = await resp.content.read(16)
+            if ctype in _HTML_TYPES and not sniff_image(head):
+                return False
+            if resp.status >= 400:
+                return False
+            if not sniff_image(head) and not ctype.startswith("image/"):
+                raise ScanError(
+                    "not_html", f"{result.final_url} is neither a page nor an image ({ctype})"
+                )
+            body = await _read_capped(resp, head, limits.max_image_bytes)
+            if body is None:
+                raise ScanError("too_large", f"image over the {limits.max_image_bytes}-byte limit")
+            if collector.claim(result.final_url):
+                await collector.feed(result.final_url, body, ctype)
+            result.meta["stage"] = "http"
+            return True
+    except aiohttp.TooManyRedirects:
+        raise ScanError("redirects", "more than 10 redirects") from None
+    except aiohttp.ClientHttpProxyError as e:
+        raise _egress_error(proxy, str(e.request_info.real_url)) or ScanError(
+            "connect", f"proxy refused: {e.status} {e.message}"
+        ) from None
+    except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as e:
+        raise ScanError("tls", f"TLS failure: {e}") from None
+    except aiohttp.ClientResponseError as e:
+        raise ScanError("http", f"malformed HTTP response: {e.message}") from None
+    except (aiohttp.ClientError, ConnectionError) as e:
+        egress = _egress_error(proxy, result.final_url or url)
+        raise egress or ScanError("connect", f"connection failed: {e}") from None
+    except TimeoutError:
+        raise ScanError("timeout", f"no answer within {limits.page_timeout:g} s") from None
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, head: bytes, cap: int) -> bytes | None:
+    chunks, size = [head], len(head)
+    async for chunk in resp.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_LAUNCH_ARGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-breakpad",
+    "--disable-crash-reporter",
+    "--disable-domain-reliability",
+    "--no-first-run",
+    "--no-pings",
+    "--mute-audio",
+    "--disk-cache-size=1",
+    # WebRTC could open UDP around the proxy.
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    # Chromium sends loopback directly unless told otherwise; everything goes via the guard.
+    "--proxy-bypass-list=<-loopback>",
+]
+
+# Runs in every frame after load: image sources the network events cannot show
+# (data: URIs) or that need the page to read them (blob: URLs).
+_DOM_SOURCES = """() => {
+  const out = new Set();
+  const add = (u) => {
+    if (u && (u.startsWith('data:image') || u.startsWith('blob:'))) out.add(u);
+  };
+  for (const el of document.querySelectorAll('*')) {
+    if (el.currentSrc) add(el.currentSrc);
+    if (el.src) add(el.src);
+    if (el.poster) add(el.poster);
+    const href = el.getAttribute && (el.getAttribute('href') || el.getAttribute('xlink:href'));
+    if (href && el.tagName.toLowerCase() === 'image') add(href);
+    const bg = getComputedStyle(el).backgroundImage;
+    if (bg && bg !== 'none') for (const m of bg.matchAll(/url\\(["']?(.*?)["']?\\)/g)) add(m[1]);
+  }
+  return [...out];
+}"""
+
+_READ_BLOB = """async (u) => {
+  const buf = new Uint8Array(await (await fetch(u)).arrayBuffer());
+  let s = '';
+  for (let i = 0; i < buf.length; i += 32768) {
+    s += String.fromCharCode(...buf.subarray(i, i + 32768));
+  }
+  return btoa(s);
+}"""
+
+
+async def _browser_stage(
+    url: str,
+    proxy: EgressProxy,
+    limits: ScanLimits,
+    browsing: Browsing,
+    collector: _Collector,
+    result: PageResult,
+) -> None:
+    result.meta["stage"] = "browser"
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_response(response: Response) -> None:
+        task = asyncio.create_task(_take_response(response, collector))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    with ScanDir(scans_root(browsing.home), browsing.executable) as scan_dir:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=str(scan_dir.launcher),
+                chromium_sandbox=True,
+                args=[*_LAUNCH_ARGS, f"--proxy-server={proxy.url}"],
+                env=scan_dir.env,
+                timeout=limits.page_timeout * 1000,
+                handle_sigint=False,
+                handle_sigterm=False,
+                handle_sighup=False,
+            )
+            try:
+                page = await _open_page(browser, browsing, on_response)
+                await _navigate(page, url, proxy, limits, result)
+                await _settle(page, limits)
+                await _dom_images(page, collector)
+                await asyncio.gather(*pending, return_exceptions=True)
+            finally:
+                for task in pending:
+                    task.cancel()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await _quietly(browser.close())
+                scan_dir.kill()
+    result.meta["sandbox_user"] = "nobody" if sandbox_user() else "self"
+
+
+async def _quietly(aw: Any) -> None:
+    with contextlib.suppress(PlaywrightError):
+        await aw
+
+
+async def _open_page(browser: Browser, browsing: Browsing, on_response: Callable) -> Page:
+    width, height = browsing.identity.viewport
+    context = await browser.new_context(
+        user_agent=browsing.identity.user_agent,
+        locale=browsing.identity.locale,
+        viewport={"width": width, "height": height},
+        accept_downloads=False,
+        service_workers="block",
+        permissions=[],
+    )
+    context.on("response", on_response)
+    page = await context.new_page()
+    # Pop-ups are closed as they open; dialogs would block the page.
+    context.on("page", lambda p: asyncio.ensure_future(_quietly(p.close())))
+    context.on("dialog", lambda d: asyncio.ensure_future(_quietly(d.dismiss())))
+    page.on("dialog", lambda d: asyncio.ensure_future(_quietly(d.dismiss())))
+    return page
+
+
+async def _navigate(
+    page: Page, url: str, proxy: EgressProxy, limits: ScanLimits, result: PageResult
+) -> None:
+    try:
+        response = await page.goto(url, wait_until="load", timeout=limits.page_timeout * 1000)
+    except PlaywrightError as e:
+        raise _egress_error(proxy, page.url if page.url.startswith("http") else url) or _net_error(
+            e, limits
+        ) from None
+    if response is None:
+        raise ScanError("not_html", "the browser did not load a document")
+    if response.headers.get("x-hotline-egress"):
+        raise _egress_error(proxy, response.url) or ScanError("blocked", "refused by egress guard")
+    chain: list[dict[str, Any]] = []
+    req = response.request.redirected_from
+    while req is not None:
+        prev = await req.response()
+        chain.insert(0, {"url": req.url, "status": prev.status if prev else None})
+        req = req.redirected_from
+    result.redirects = chain
+    result.http_status = response.status
+    result.final_url = response.url
+    if response.status >= 400:
+        raise ScanError("http_status", f"the page answered HTTP {response.status}")
+
+
+def _net_error(e: PlaywrightError, limits: ScanLimits) -> ScanError:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "Timeout" in type(e).__name__ or "Timeout" in text:
+        return ScanError("timeout", f"page did not load within {limits.page_timeout:g} s")
+    for code, kind in _NET_ERRORS.items():
+        if code in text:
+            return ScanError(kind, text)
+    if "ERR_CERT" in text or "ERR_SSL" in text:
+        return ScanError("tls", text)
+    return ScanError("browser", text)
+
+
+async def _settle(page: Page, limits: ScanLimits) -> None:
+    """Scroll in steps until the page stops growing, so lazy images load; follow
+    meta-refresh and script redirects (recorded by the final URL)."""
+    last = -1
+    for _ in range(limits.scroll_steps):
+        try:
+            height = await page.evaluate(
+                "() => { window.scrollBy(0, window.innerHeight); "
+                "return document.documentElement.scrollHeight - window.scrollY; }"
+            )
+        except PlaywrightError:
+            # A script redirect replaced the document: let the new one load.
+            await _quietly(page.wait_for_load_state("load", timeout=limits.page_timeout * 1000))
+            continue
+        if height == last:
+            break
+        last = height
+        await asyncio.sleep(0.1)
+    await _quietly(page.wait_for_load_state("networkidle", timeout=3000))
+
+
+async def _dom_images(page: Page, collector: _Collector) -> None:
+    for frame in page.frames:
+        try:
+            sources = await frame.evaluate(_DOM_SOURCES)
+        except PlaywrightError:
+            continue
+        for src in sources:
+            if not collector.claim(src):
+                continue
+            try:
+                data = (
+                    _decode_data_uri(src)
+                    if src.startswith("data:")
+                    else base64.b64decode(await frame.evaluate(_READ_BLOB, src))
+                )
+            except (PlaywrightError, ValueError):
+                continue
+            await collector.feed(_short(src), data, None)
+
+
+def _decode_data_uri(uri: str) -> bytes:
+    header, _, payload = uri.partition(",")
+    if header.endswith(";base64"):
+        return base64.b64decode(payload)
+    return urllib.parse.unquote_to_bytes(payload)
+
+
+async def _take_response(response: Response, collector: _Collector) -> None:
+    """Feed an image response to the collector; everything else is ignored."""
+    ctype = (response.headers.get("content-type") or "").split(";")[0].strip().lower()
+    rtype = response.request.resource_type
+    if rtype not in ("image", "media", "fetch", "xhr", "other") and not ctype.startswith("image/"):
+        return
+    if ctype.startswith(("text/", "application/json", "application/javascript")):
+        return
+    if response.status >= 300 or response.headers.get("x-hotline-egress"):
+        return
+    length = response.headers.get("content-length")
+    if not collector.claim(response.url, int(length) if length and length.isdigit() else None):
+        return
+    try:
+        data = await response.body()
+    except PlaywrightError:
+        return
+    await collector.feed(response.url, data, ctype or None)

@@ -1,0 +1,1 @@
+"""Alembic script directory of the store; run through store.Store.migrate()."""

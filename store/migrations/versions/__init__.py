@@ -1,0 +1,1 @@
+"""Alembic revisions, frozen once released: change the schema by adding one."""
