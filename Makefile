@@ -17,6 +17,10 @@ run: deps
 test: deps
 	$(PY) -m pytest -q -rs
 
+# Each benchmark prints its figures beside a baseline measured in the same run.
+bench: deps
+	$(PY) -m bench $(BENCH)
+
 lint: deps
 	$(VENV)/bin/ruff check .
 

@@ -109,9 +109,10 @@ def _tcp_open(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The machine's Redis when it runs (db 13, flushed), else a private redis-server."""
+    """The machine's Redis when it runs (db HOTLINE_TEST_REDIS_DB or 13, flushed), else a
+    private redis-server."""
     if _tcp_open("127.0.0.1", 6379):
-        url = "redis://127.0.0.1:6379/13"
+        url = f"redis://127.0.0.1:6379/{os.environ.get('HOTLINE_TEST_REDIS_DB', '13')}"
         redis.Redis.from_url(url).flushdb()
         yield url
         return
