@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from scanner import EgressPolicy, ScanLimits
+from scanner import EgressPolicy, Identity, ScanLimits
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -52,6 +52,13 @@ def _seconds(name: str, default: str) -> float:
     return parse_duration(_env(name, default), name)
 
 
+def _viewport(value: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d{2,5})x(\d{2,5})", value)
+    if not m:
+        raise ConfigError(f"HOTLINE_VIEWPORT: {value!r} is not WIDTHxHEIGHT (e.g. 1366x768)")
+    return int(m.group(1)), int(m.group(2))
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """What a hotline process needs to know about its environment."""
@@ -62,7 +69,8 @@ class Settings:
     browser_path: str
     policy: EgressPolicy
     limits: ScanLimits
-    user_agent: str
+    identity: Identity
+    egress_proxy: str | None
     job_timeout: float
 
     @property
@@ -98,6 +106,11 @@ class Settings:
             browser_path=_env("HOTLINE_BROWSER", "/usr/bin/chromium"),
             policy=policy,
             limits=limits,
-            user_agent=_env("HOTLINE_USER_AGENT", DEFAULT_USER_AGENT),
+            identity=Identity(
+                user_agent=_env("HOTLINE_USER_AGENT", DEFAULT_USER_AGENT),
+                locale=_env("HOTLINE_LOCALE", "en-US"),
+                viewport=_viewport(_env("HOTLINE_VIEWPORT", "1366x768")),
+            ),
+            egress_proxy=os.environ.get("HOTLINE_EGRESS_PROXY", "").strip() or None,
             job_timeout=limits.scan_timeout + 60,
         )

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from matcher import Entry, ImageHashes, Index, Match, hash_image
-from scanner import Browsing, FoundImage, Identity, PageResult, capture
+from scanner import Browsing, FoundImage, PageResult, capture
 from store import Store
 
 from .config import Settings
@@ -41,7 +41,7 @@ def browsing(settings: Settings) -> Browsing:
     return Browsing(
         executable=settings.browser_path,
         home=settings.home,
-        identity=Identity(user_agent=settings.user_agent),
+        identity=settings.identity,
     )
 
 
@@ -61,6 +61,7 @@ async def scan(url: str, settings: Settings, index: Index, **capture_kw: Any) ->
         limits=settings.limits,
         browsing=browsing(settings),
         sink=sink,
+        upstream=settings.egress_proxy,
         **capture_kw,
     )
     kept = [(u, h) for u, h in hashed if not _tiny(h)]

@@ -30,6 +30,7 @@ from .sandbox import ScanDir, sandbox_user, scans_root
 log = logging.getLogger(__name__)
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "")
+_TEXTUAL = ("text/", "application/json", "application/javascript", "application/xml")
 # Chromium net errors → our error kinds.
 _NET_ERRORS = {
     "ERR_NAME_NOT_RESOLVED": "dns",
@@ -150,10 +151,20 @@ async def capture(
     browsing: Browsing,
     sink: ImageSink,
     resolver: Resolver | None = None,
+    upstream: str | None = None,
 ) -> PageResult:
-    """Scan ``url``: never raises for anything the page does; errors land on the result."""
+    """Scan ``url``: never raises for anything the page does; errors land on the result.
+
+    ``upstream`` is an optional HTTP proxy that every connection leaves through (so
+    scanned sites do not see the hotline's address); ``resolver`` replaces DNS (tests).
+    """
     result = PageResult(url=url, started_at=datetime.now(UTC))
-    result.meta["user_agent"] = browsing.identity.user_agent
+    identity = browsing.identity
+    result.meta.update(
+        user_agent=identity.user_agent,
+        locale=identity.locale,
+        viewport="x".join(map(str, identity.viewport)),
+    )
     refusal = check_url(url, policy)
     if refusal:
         result.error = ScanError("blocked", f"refused before fetching: {refusal}")
@@ -161,13 +172,20 @@ async def capture(
         return result
     collector = _Collector(limits, sink)
     t0 = time.monotonic()
-    async with EgressProxy(policy, resolver=resolver) as proxy:
+    async with (
+        EgressProxy(policy, resolver=resolver, upstream=upstream) as proxy,
+        aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=limits.page_timeout),
+            headers={"User-Agent": identity.user_agent, "Accept-Language": identity.locale},
+        ) as session,
+    ):
+        scan = _Scan(url, proxy, session, limits, browsing, collector, result)
         try:
             async with asyncio.timeout(limits.scan_timeout):
-                is_image = await _http_stage(url, proxy, limits, browsing, collector, result)
+                is_image = await scan.http_stage()
                 result.meta["http_stage_s"] = round(time.monotonic() - t0, 3)
                 if not is_image:
-                    await _browser_stage(url, proxy, limits, browsing, collector, result)
+                    await scan.browser_stage()
         except ScanError as e:
             result.error = e
         except TimeoutError:
@@ -175,8 +193,7 @@ async def capture(
                 "timeout", f"scan exceeded its {limits.scan_timeout:g} s limit and was stopped"
             )
         result.blocked = proxy.refused()
-        host, port = _host_port(result.final_url or url)
-        result.server_ip = proxy.server_ip(host, port)
+        result.server_ip = proxy.server_ip(*_host_port(result.final_url or url))
     result.skipped = collector.skipped
     result.meta.update(collector.counts(), scan_s=round(time.monotonic() - t0, 3))
     result.finished_at = datetime.now(UTC)
@@ -189,12 +206,6 @@ def _host_port(url: str) -> tuple[str, int]:
     return (parts.hostname or ""), (parts.port or default)
 
 
-def _egress_error(proxy: EgressProxy, url: str) -> ScanError | None:
-    """The proxy's own account of why a connection to ``url``'s host failed, if it did."""
-    event = proxy.failure_for(*_host_port(url))
-    return ScanError(event.outcome, event.message) if event else None
-
-
 class _Collector:
     """Deduplicates image URLs, applies the byte/count limits and feeds the sink."""
 
@@ -204,6 +215,7 @@ class _Collector:
         self.seen: set[str] = set()
         self.total_bytes = 0
         self.images = 0
+        self.claimed = 0
         self.skipped: list[dict[str, str]] = []
 
     def claim(self, url: str, declared_size: int | None = None) -> bool:
@@ -211,26 +223,32 @@ class _Collector:
         if url in self.seen:
             return False
         self.seen.add(url)
-        if self.images >= self.limits.max_images:
-            return self._skip(url, "max_images", f"more than {self.limits.max_images} images")
+        if self.claimed >= self.limits.max_images:
+            return self.skip(url, "max_images", f"more than {self.limits.max_images} images")
         if declared_size is not None and declared_size > self.limits.max_image_bytes:
-            return self._skip(url, "too_large", f"declares {declared_size} bytes")
+            return self.skip(url, "too_large", f"declares {declared_size} bytes")
+        self.claimed += 1
         return True
 
-    def _skip(self, url: str, kind: str, message: str) -> bool:
+    def release(self, url: str) -> None:
+        """Give a claim back: the response had no usable body, another way may get it."""
+        self.seen.discard(url)
+        self.claimed -= 1
+
+    def skip(self, url: str, kind: str, message: str) -> bool:
         self.skipped.append({"url": _short(url), "reason": kind, "message": message})
         return False
 
     async def feed(self, url: str, data: bytes, content_type: str | None) -> None:
-        if sniff_image(data[:16]) is None and not (content_type or "").startswith("image/"):
+        if not data or (
+            sniff_image(data[:16]) is None and not (content_type or "").startswith("image/")
+        ):
             return
         if len(data) > self.limits.max_image_bytes:
-            self._skip(url, "too_large", f"{len(data)} bytes, limit {self.limits.max_image_bytes}")
+            self.skip(url, "too_large", f"{len(data)} bytes, limit {self.limits.max_image_bytes}")
             return
         if self.total_bytes + len(data) > self.limits.max_scan_bytes:
-            self._skip(
-                url, "max_scan_bytes", f"scan byte budget {self.limits.max_scan_bytes} spent"
-            )
+            self.skip(url, "max_scan_bytes", f"scan byte budget {self.limits.max_scan_bytes} spent")
             return
         self.total_bytes += len(data)
         self.images += 1
@@ -246,64 +264,208 @@ def _short(url: str) -> str:
     return url if not url.startswith("data:") else url[: url.find(",") + 1] + "…"
 
 
-async def _http_stage(
-    url: str,
-    proxy: EgressProxy,
-    limits: ScanLimits,
-    browsing: Browsing,
-    collector: _Collector,
-    result: PageResult,
-) -> bool:
-    """Fetch ``url`` directly; settle network errors, and images without a browser.
+@dataclass
+class _Scan:
+    """The state one scan's stages share."""
 
-    Returns True when the URL was an image (already fed to the sink). HTTP error
-    statuses are left for the browser to judge: sites answer crawlers differently.
-    """
-    timeout = aiohttp.ClientTimeout(total=limits.page_timeout)
-    headers = {"User-Agent": browsing.identity.user_agent}
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout, headers=headers) as session,
-            session.get(url, proxy=proxy.url, max_redirects=10) as resp,
-        ):
-            result.redirects = [{"url": str(h.url), "status": h.status} for h in resp.history]
-            result.final_url = str(resp.url)
-            result.http_status = resp.status
-            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            head = await resp.content.read(16)
-            if ctype in _HTML_TYPES and not sniff_image(head):
-                return False
-            if resp.status >= 400:
-                return False
-            if not sniff_image(head) and not ctype.startswith("image/"):
-                raise ScanError(
-                    "not_html", f"{result.final_url} is neither a page nor an image ({ctype})"
+    url: str
+    proxy: EgressProxy
+    session: aiohttp.ClientSession
+    limits: ScanLimits
+    browsing: Browsing
+    collector: _Collector
+    result: PageResult
+
+    def egress_error(self, url: str) -> ScanError | None:
+        """The proxy's own account of why a connection to ``url``'s host failed, if it did."""
+        event = self.proxy.failure_for(*_host_port(url))
+        return ScanError(event.outcome, event.message) if event else None
+
+    async def http_stage(self) -> bool:
+        """Fetch the URL directly; settle network errors, and images without a browser.
+
+        Returns True when the URL was an image (already fed to the sink). HTTP error
+        statuses are left for the browser to judge: sites answer crawlers differently.
+        """
+        result, limits = self.result, self.limits
+        try:
+            async with self.session.get(self.url, proxy=self.proxy.url, max_redirects=10) as resp:
+                result.redirects = [
+                    {"url": str(h.url), "status": h.status, "kind": "http"} for h in resp.history
+                ]
+                result.final_url = str(resp.url)
+                result.http_status = resp.status
+                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                head = await resp.content.read(16)
+                if (ctype in _HTML_TYPES and not sniff_image(head)) or resp.status >= 400:
+                    return False
+                if not sniff_image(head) and not ctype.startswith("image/"):
+                    raise ScanError(
+                        "not_html", f"{result.final_url} is neither a page nor an image ({ctype})"
+                    )
+                body = await _read_capped(resp, head, limits.max_image_bytes)
+                if body is None:
+                    raise ScanError(
+                        "too_large", f"image over the {limits.max_image_bytes}-byte limit"
+                    )
+        except aiohttp.ClientError as e:
+            raise self.fetch_error(e, result.final_url or self.url) from None
+        except TimeoutError:
+            raise ScanError("timeout", f"no answer within {limits.page_timeout:g} s") from None
+        if self.collector.claim(result.final_url):
+            await self.collector.feed(result.final_url, body, ctype)
+        result.meta["stage"] = "http"
+        return True
+
+    def fetch_error(self, e: aiohttp.ClientError, url: str) -> ScanError:
+        """An aiohttp failure in the scan's error kinds, preferring the proxy's account."""
+        if isinstance(e, aiohttp.TooManyRedirects):
+            return ScanError("redirects", "more than 10 redirects")
+        if isinstance(e, aiohttp.ClientHttpProxyError):
+            return self.egress_error(str(e.request_info.real_url)) or ScanError(
+                "connect", f"proxy refused: {e.status} {e.message}"
+            )
+        if isinstance(e, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
+            return ScanError("tls", f"TLS failure: {e}")
+        if isinstance(e, aiohttp.ClientResponseError):
+            return ScanError("http", f"malformed HTTP response: {e.message}")
+        return self.egress_error(url) or ScanError("connect", f"connection failed: {e}")
+
+    async def fetch_image(self, url: str) -> None:
+        """Fetch an image the page names but the browser did not load (other srcset
+        candidates, images served from memory); failures are skipped quietly."""
+        try:
+            async with self.session.get(url, proxy=self.proxy.url, max_redirects=5) as resp:
+                if resp.status >= 300:
+                    return
+                body = await _read_capped(resp, b"", self.limits.max_image_bytes)
+                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        except (aiohttp.ClientError, TimeoutError):
+            return
+        if body is None:
+            self.collector.skip(url, "too_large", f"over {self.limits.max_image_bytes} bytes")
+        else:
+            await self.collector.feed(url, body, ctype or None)
+
+    async def browser_stage(self) -> None:
+        self.result.meta["stage"] = "browser"
+        pending: set[asyncio.Task[None]] = set()
+
+        def on_response(response: Response) -> None:
+            task = asyncio.create_task(self.take_response(response))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        with ScanDir(scans_root(self.browsing.home), self.browsing.executable) as scan_dir:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(
+                    executable_path=str(scan_dir.launcher),
+                    chromium_sandbox=True,
+                    args=[*_LAUNCH_ARGS, f"--proxy-server={self.proxy.url}"],
+                    env=scan_dir.env,
+                    timeout=self.limits.page_timeout * 1000,
+                    handle_sigint=False,
+                    handle_sigterm=False,
+                    handle_sighup=False,
                 )
-            body = await _read_capped(resp, head, limits.max_image_bytes)
-            if body is None:
-                raise ScanError("too_large", f"image over the {limits.max_image_bytes}-byte limit")
-            if collector.claim(result.final_url):
-                await collector.feed(result.final_url, body, ctype)
-            result.meta["stage"] = "http"
-            return True
-    except aiohttp.TooManyRedirects:
-        raise ScanError("redirects", "more than 10 redirects") from None
-    except aiohttp.ClientHttpProxyError as e:
-        raise _egress_error(proxy, str(e.request_info.real_url)) or ScanError(
-            "connect", f"proxy refused: {e.status} {e.message}"
-        ) from None
-    except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as e:
-        raise ScanError("tls", f"TLS failure: {e}") from None
-    except aiohttp.ClientResponseError as e:
-        raise ScanError("http", f"malformed HTTP response: {e.message}") from None
-    except (aiohttp.ClientError, ConnectionError) as e:
-        egress = _egress_error(proxy, result.final_url or url)
-        raise egress or ScanError("connect", f"connection failed: {e}") from None
-    except TimeoutError:
-        raise ScanError("timeout", f"no answer within {limits.page_timeout:g} s") from None
+                try:
+                    page = await _open_page(browser, self.browsing, on_response)
+                    await self.navigate(page)
+                    await _settle(page, self.limits)
+                    self.follow_client_redirects(page)
+                    await self.dom_images(page)
+                    await asyncio.gather(*pending, return_exceptions=True)
+                finally:
+                    for task in pending:
+                        task.cancel()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(5):
+                            await _quietly(browser.close())
+                    scan_dir.kill()
+        self.result.meta["sandbox_user"] = "nobody" if sandbox_user() else "self"
+
+    async def take_response(self, response: Response) -> None:
+        """Feed an image response to the collector; everything else is ignored."""
+        if not _is_image_response(response):
+            return
+        length = response.headers.get("content-length")
+        declared = int(length) if length and length.isdigit() else None
+        if not self.collector.claim(response.url, declared):
+            return
+        try:
+            data = await response.body()
+        except PlaywrightError:
+            data = b""
+        if data:
+            await self.collector.feed(response.url, data, response.headers.get("content-type"))
+        else:
+            # The browser could not hand the body over (streamed, evicted): fetch it.
+            self.collector.release(response.url)
+            if self.collector.claim(response.url):
+                await self.fetch_image(response.url)
+
+    async def navigate(self, page: Page) -> None:
+        result, limits = self.result, self.limits
+        try:
+            response = await page.goto(
+                self.url, wait_until="load", timeout=limits.page_timeout * 1000
+            )
+        except PlaywrightError as e:
+            where = page.url if page.url.startswith("http") else self.url
+            raise self.egress_error(where) or _net_error(e, limits) from None
+        if response is None:
+            raise ScanError("not_html", "the browser did not load a document")
+        if response.headers.get("x-hotline-egress"):
+            raise self.egress_error(response.url) or ScanError("blocked", "refused by egress guard")
+        chain: list[dict[str, Any]] = []
+        req = response.request.redirected_from
+        while req is not None:
+            prev = await req.response()
+            chain.insert(
+                0, {"url": req.url, "status": prev.status if prev else None, "kind": "http"}
+            )
+            req = req.redirected_from
+        result.redirects = chain
+        result.http_status = response.status
+        result.final_url = response.url
+        if response.status >= 400:
+            raise ScanError("http_status", f"the page answered HTTP {response.status}")
+
+    def follow_client_redirects(self, page: Page) -> None:
+        """A meta refresh or script moved the page on: record the hop and the new URL."""
+        if page.url != self.result.final_url and page.url.startswith(("http:", "https:")):
+            self.result.redirects.append(
+                {"url": self.result.final_url, "status": self.result.http_status, "kind": "client"}
+            )
+            self.result.final_url = page.url
+
+    async def dom_images(self, page: Page) -> None:
+        """Images the network events cannot show: data: URIs, blob: URLs (read inside
+        the page) and named images the browser did not load."""
+        for frame in page.frames:
+            try:
+                sources = await frame.evaluate(_DOM_SOURCES)
+            except PlaywrightError:
+                continue
+            for src in sources:
+                if not self.collector.claim(src):
+                    continue
+                if src.startswith(("http:", "https:")):
+                    await self.fetch_image(src)
+                    continue
+                try:
+                    data = (
+                        _decode_data_uri(src)
+                        if src.startswith("data:")
+                        else base64.b64decode(await frame.evaluate(_READ_BLOB, src))
+                    )
+                except (PlaywrightError, ValueError):
+                    continue
+                await self.collector.feed(_short(src), data, None)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, head: bytes, cap: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``cap`` bytes."""
     chunks, size = [head], len(head)
     async for chunk in resp.content.iter_chunked(65536):
         size += len(chunk)
@@ -333,19 +495,29 @@ _LAUNCH_ARGS = [
     "--proxy-bypass-list=<-loopback>",
 ]
 
-# Runs in every frame after load: image sources the network events cannot show
-# (data: URIs) or that need the page to read them (blob: URLs).
+# Runs in every frame after load: every image source the page names, so that data:
+# URIs, blob: URLs and srcset candidates the browser did not pick are hashed too.
 _DOM_SOURCES = """() => {
   const out = new Set();
   const add = (u) => {
-    if (u && (u.startsWith('data:image') || u.startsWith('blob:'))) out.add(u);
+    if (!u) return;
+    try { u = new URL(u, document.baseURI).href; } catch (e) { return; }
+    if (/^(https?:|blob:|data:image)/.test(u)) out.add(u);
+  };
+  const srcset = (v) => {
+    for (const part of (v || '').split(',')) add(part.trim().split(/\\s+/)[0]);
   };
   for (const el of document.querySelectorAll('*')) {
-    if (el.currentSrc) add(el.currentSrc);
-    if (el.src) add(el.src);
-    if (el.poster) add(el.poster);
-    const href = el.getAttribute && (el.getAttribute('href') || el.getAttribute('xlink:href'));
-    if (href && el.tagName.toLowerCase() === 'image') add(href);
+    const tag = el.tagName.toLowerCase();
+    if (tag === 'img' || (tag === 'input' && el.type === 'image')) {
+      add(el.currentSrc); add(el.getAttribute('src')); srcset(el.getAttribute('srcset'));
+    } else if (tag === 'source') {
+      srcset(el.getAttribute('srcset'));
+    } else if (tag === 'video') {
+      add(el.getAttribute('poster'));
+    } else if (tag === 'image') {
+      add(el.getAttribute('href') || el.getAttribute('xlink:href'));
+    }
     const bg = getComputedStyle(el).backgroundImage;
     if (bg && bg !== 'none') for (const m of bg.matchAll(/url\\(["']?(.*?)["']?\\)/g)) add(m[1]);
   }
@@ -360,50 +532,6 @@ _READ_BLOB = """async (u) => {
   }
   return btoa(s);
 }"""
-
-
-async def _browser_stage(
-    url: str,
-    proxy: EgressProxy,
-    limits: ScanLimits,
-    browsing: Browsing,
-    collector: _Collector,
-    result: PageResult,
-) -> None:
-    result.meta["stage"] = "browser"
-    pending: set[asyncio.Task[None]] = set()
-
-    def on_response(response: Response) -> None:
-        task = asyncio.create_task(_take_response(response, collector))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    with ScanDir(scans_root(browsing.home), browsing.executable) as scan_dir:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=str(scan_dir.launcher),
-                chromium_sandbox=True,
-                args=[*_LAUNCH_ARGS, f"--proxy-server={proxy.url}"],
-                env=scan_dir.env,
-                timeout=limits.page_timeout * 1000,
-                handle_sigint=False,
-                handle_sigterm=False,
-                handle_sighup=False,
-            )
-            try:
-                page = await _open_page(browser, browsing, on_response)
-                await _navigate(page, url, proxy, limits, result)
-                await _settle(page, limits)
-                await _dom_images(page, collector)
-                await asyncio.gather(*pending, return_exceptions=True)
-            finally:
-                for task in pending:
-                    task.cancel()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5):
-                        await _quietly(browser.close())
-                scan_dir.kill()
-    result.meta["sandbox_user"] = "nobody" if sandbox_user() else "self"
 
 
 async def _quietly(aw: Any) -> None:
@@ -428,32 +556,6 @@ async def _open_page(browser: Browser, browsing: Browsing, on_response: Callable
     context.on("dialog", lambda d: asyncio.ensure_future(_quietly(d.dismiss())))
     page.on("dialog", lambda d: asyncio.ensure_future(_quietly(d.dismiss())))
     return page
-
-
-async def _navigate(
-    page: Page, url: str, proxy: EgressProxy, limits: ScanLimits, result: PageResult
-) -> None:
-    try:
-        response = await page.goto(url, wait_until="load", timeout=limits.page_timeout * 1000)
-    except PlaywrightError as e:
-        raise _egress_error(proxy, page.url if page.url.startswith("http") else url) or _net_error(
-            e, limits
-        ) from None
-    if response is None:
-        raise ScanError("not_html", "the browser did not load a document")
-    if response.headers.get("x-hotline-egress"):
-        raise _egress_error(proxy, response.url) or ScanError("blocked", "refused by egress guard")
-    chain: list[dict[str, Any]] = []
-    req = response.request.redirected_from
-    while req is not None:
-        prev = await req.response()
-        chain.insert(0, {"url": req.url, "status": prev.status if prev else None})
-        req = req.redirected_from
-    result.redirects = chain
-    result.http_status = response.status
-    result.final_url = response.url
-    if response.status >= 400:
-        raise ScanError("http_status", f"the page answered HTTP {response.status}")
 
 
 def _net_error(e: PlaywrightError, limits: ScanLimits) -> ScanError:
@@ -489,26 +591,6 @@ async def _settle(page: Page, limits: ScanLimits) -> None:
     await _quietly(page.wait_for_load_state("networkidle", timeout=3000))
 
 
-async def _dom_images(page: Page, collector: _Collector) -> None:
-    for frame in page.frames:
-        try:
-            sources = await frame.evaluate(_DOM_SOURCES)
-        except PlaywrightError:
-            continue
-        for src in sources:
-            if not collector.claim(src):
-                continue
-            try:
-                data = (
-                    _decode_data_uri(src)
-                    if src.startswith("data:")
-                    else base64.b64decode(await frame.evaluate(_READ_BLOB, src))
-                )
-            except (PlaywrightError, ValueError):
-                continue
-            await collector.feed(_short(src), data, None)
-
-
 def _decode_data_uri(uri: str) -> bytes:
     header, _, payload = uri.partition(",")
     if header.endswith(";base64"):
@@ -516,21 +598,14 @@ def _decode_data_uri(uri: str) -> bytes:
     return urllib.parse.unquote_to_bytes(payload)
 
 
-async def _take_response(response: Response, collector: _Collector) -> None:
-    """Feed an image response to the collector; everything else is ignored."""
-    ctype = (response.headers.get("content-type") or "").split(";")[0].strip().lower()
-    rtype = response.request.resource_type
-    if rtype not in ("image", "media", "fetch", "xhr", "other") and not ctype.startswith("image/"):
-        return
-    if ctype.startswith(("text/", "application/json", "application/javascript")):
-        return
+def _is_image_response(response: Response) -> bool:
+    """Image loads always count; fetch/XHR/other only when not obviously text."""
     if response.status >= 300 or response.headers.get("x-hotline-egress"):
-        return
-    length = response.headers.get("content-length")
-    if not collector.claim(response.url, int(length) if length and length.isdigit() else None):
-        return
-    try:
-        data = await response.body()
-    except PlaywrightError:
-        return
-    await collector.feed(response.url, data, ctype or None)
+        return False
+    rtype = response.request.resource_type
+    if rtype in ("image", "media"):
+        return True
+    ctype = (response.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if rtype in ("fetch", "xhr", "other"):
+        return not ctype.startswith(_TEXTUAL)
+    return ctype.startswith("image/")

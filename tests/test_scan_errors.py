@@ -122,8 +122,8 @@ def test_redirect_chain_recorded(site: Site, hotline_env) -> None:
     assert doc["status"] == "completed"
     assert doc["final_url"] == site.url("/final")
     assert doc["redirects"] == [
-        {"url": site.url("/a"), "status": 302},
-        {"url": site.url("/b"), "status": 302},
+        {"url": site.url("/a"), "status": 302, "kind": "http"},
+        {"url": site.url("/b"), "status": 302, "kind": "http"},
     ]
 
 
