@@ -152,11 +152,14 @@ async def capture(
     sink: ImageSink,
     resolver: Resolver | None = None,
     upstream: str | None = None,
+    browser: bool = True,
 ) -> PageResult:
     """Scan ``url``: never raises for anything the page does; errors land on the result.
 
     ``upstream`` is an optional HTTP proxy that every connection leaves through (so
     scanned sites do not see the hotline's address); ``resolver`` replaces DNS (tests).
+    ``browser=False`` stops after the HTTP stage: a takedown check needs only the status
+    of most URLs and opens the browser just for pages that still answer.
     """
     result = PageResult(url=url, started_at=datetime.now(UTC))
     identity = browsing.identity
@@ -184,8 +187,10 @@ async def capture(
             async with asyncio.timeout(limits.scan_timeout):
                 is_image = await scan.http_stage()
                 result.meta["http_stage_s"] = round(time.monotonic() - t0, 3)
-                if not is_image:
+                if not is_image and browser:
                     await scan.browser_stage()
+                elif not is_image:
+                    result.meta["stage"] = "http"
         except ScanError as e:
             result.error = e
         except TimeoutError:
@@ -577,7 +582,7 @@ async def _settle(page: Page, limits: ScanLimits) -> None:
     for _ in range(limits.scroll_steps):
         try:
             height = await page.evaluate(
-                "() => { window.scrollBy(0, window.innerHeight); "
+                "() => { window.scrollBy(0, 2 * window.innerHeight); "
                 "return document.documentElement.scrollHeight - window.scrollY; }"
             )
         except PlaywrightError:
@@ -587,7 +592,8 @@ async def _settle(page: Page, limits: ScanLimits) -> None:
         if height == last:
             break
         last = height
-        await asyncio.sleep(0.1)
+        # Lazy images start loading within ~1250 px of the viewport: short pauses suffice.
+        await asyncio.sleep(0.05)
     await _quietly(page.wait_for_load_state("networkidle", timeout=3000))
 
 

@@ -1,0 +1,180 @@
+"""Scanner throughput and memory on a local gallery.
+
+The gallery (served on loopback) has 30 photographs: half lazy-loaded below the fold,
+some in an iframe, one as a CSS background. Measured: median scan time and pages per
+minute with one and with two concurrent scans (this machine has 2 cores), and the peak
+proportional memory (PSS) of one scan's process tree (Python, Playwright driver, Chromium).
+
+Baseline, same run: a warm browser (started once) with a fresh context per page,
+loading the same gallery with the same scrolling but without our sandbox launch,
+egress proxy, hashing or DOM sweep, i.e. what a browser start per scan costs us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from playwright.async_api import async_playwright
+
+from hotline import intake
+from hotline.config import Settings
+from matcher import Index
+from tests.helpers import Site, encode, photo
+
+PAGES = int(os.environ.get("BENCH_SCANNER_PAGES", "12"))
+
+
+def _gallery(site: Site) -> None:
+    base = photo("astronaut")
+    images = {}
+    for n in range(30):
+        crop = base.crop((n * 9, n * 6, n * 9 + 320, n * 6 + 240)).resize((800, 600))
+        images[f"/g/{n}.jpg"] = ("image/jpeg", encode(crop, quality=85))
+    site.routes.update(images)
+    eager = "".join(f'<img src="/g/{n}.jpg" width=200>' for n in range(0, 10))
+    lazy = "".join(f'<img loading="lazy" src="/g/{n}.jpg" width=200>' for n in range(10, 25))
+    framed = "".join(f'<img src="/g/{n}.jpg" width=100>' for n in range(25, 29))
+    site.routes["/frame"] = ("text/html", framed.encode())
+    site.routes["/"] = (
+        "text/html",
+        f"""<!doctype html><title>gallery</title>
+<div style="background-image:url(/g/29.jpg);height:300px"></div>{eager}
+<iframe src="/frame"></iframe><div style="height:5000px"></div>{lazy}""".encode(),
+    )
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size: shared pages (Chromium's processes share many) counted once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_pss(root: int) -> tuple[int, int]:
+    """(PSS of ``root``, PSS of all its descendants: Playwright's driver and Chromium)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    total, todo = 0, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        total += _pss(pid)
+        todo.extend(children.get(pid, []))
+    return _pss(root), total
+
+
+class _PeakRss:
+    def __init__(self) -> None:
+        self.peak = 0
+        self.own = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            own, children = _tree_pss(os.getpid())
+            self.own = max(self.own, own)
+            self.peak = max(self.peak, own + children)
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def _ours(url: str, settings: Settings, n: int, concurrency: int) -> list[float]:
+    index = Index.build([])
+    sem = asyncio.Semaphore(concurrency)
+    times: list[float] = []
+
+    async def one() -> None:
+        async with sem:
+            t0 = time.monotonic()
+            doc = await intake.scan(url, settings, index)
+            assert doc["status"] == "completed" and len(doc["images"]) == 30, doc["error"]
+            times.append(time.monotonic() - t0)
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return times
+
+
+async def _warm_baseline(url: str, n: int) -> list[float]:
+    times = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=Settings.from_env().browser_path,
+            chromium_sandbox=False,
+            args=["--disable-gpu", "--disable-background-networking"],
+        )
+        for _ in range(n):
+            t0 = time.monotonic()
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(url, wait_until="load")
+            for _ in range(10):
+                await page.evaluate("window.scrollBy(0, window.innerHeight)")
+                await asyncio.sleep(0.1)
+            await page.wait_for_load_state("networkidle")
+            await context.close()
+            times.append(time.monotonic() - t0)
+        await browser.close()
+    return times
+
+
+def _report(name: str, times: list[float], wall: float) -> None:
+    print(
+        f"  {name:<44} median {statistics.median(times):5.2f} s   "
+        f"p90 {sorted(times)[int(0.9 * (len(times) - 1))]:5.2f} s   "
+        f"{len(times) / wall * 60:5.1f} pages/min"
+    )
+
+
+def main() -> None:
+    site = Site().start()
+    _gallery(site)
+    url = site.url("/")
+    with tempfile.TemporaryDirectory() as home:
+        os.environ.update(HOTLINE_HOME=home, HOTLINE_ALLOW_NETWORKS="127.0.0.1/32")
+        settings = Settings.from_env()
+        print(f"gallery: 30 photos (800x600 JPEG), {PAGES} scans per mode, {os.cpu_count()} cores")
+        asyncio.run(_ours(url, settings, 1, 1))  # warm the OS caches
+        t0 = time.monotonic()
+        baseline = asyncio.run(_warm_baseline(url, PAGES))
+        _report("baseline: warm browser, fresh context", baseline, time.monotonic() - t0)
+        with _PeakRss() as peak:
+            t0 = time.monotonic()
+            one = asyncio.run(_ours(url, settings, PAGES, 1))
+            wall1 = time.monotonic() - t0
+        _report("hotline: fresh sandboxed browser, 1 at a time", one, wall1)
+        t0 = time.monotonic()
+        two = asyncio.run(_ours(url, settings, PAGES, 2))
+        _report("hotline: fresh sandboxed browser, 2 at a time", two, time.monotonic() - t0)
+        print(
+            f"  peak memory of one scan, PSS of the whole process tree: {peak.peak / 2**20:.0f} MiB"
+            f" (of which this Python process, with the test site and numpy: "
+            f"{peak.own / 2**20:.0f} MiB)"
+        )
+        print("  targets: median <= 2.5 s, >= 40 pages/min with 2 workers, <= 500 MB per scan")
+    site.stop()
+
+
+if __name__ == "__main__":
+    main()
