@@ -7,14 +7,16 @@ Two forms, told apart by the first line that is neither blank nor a # comment:
 
 Parsing streams: one line (or one quoted CSV record) is held at a time, so a list of
 millions of lines is parsed in bounded memory. Duplicates are left to the store.
+`write_hash_list` writes either form back, as parse_hash_list reads it.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TextIO
 
 from matcher.signals import get_signal_type, preview
 
@@ -104,3 +106,21 @@ def _entry(
         return ParsedEntry(line, signal.name, signal.normalize(value), ref, category)
     except ValueError as exc:
         return LineError(line, str(exc))
+
+
+def write_hash_list(out: TextIO, entries: Iterable[Mapping[str, str | None]], form: str) -> int:
+    """Write entries (signal_type, hash, ref, category) as CSV with the header
+    signal_type,hash,id,category, or in the HMA form (hashes only); returns how many."""
+    if form not in ("csv", "hma"):
+        raise ValueError(f"unknown list form {form!r}: csv or hma")
+    writer = csv.writer(out, lineterminator="\n")
+    if form == "csv":
+        writer.writerow(("signal_type", "hash", "id", "category"))
+    count = 0
+    for e in entries:
+        if form == "csv":
+            writer.writerow((e["signal_type"], e["hash"], e["ref"] or "", e["category"] or ""))
+        else:
+            out.write(f"{e['signal_type']} {e['hash']}\n")
+        count += 1
+    return count

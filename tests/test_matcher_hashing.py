@@ -105,24 +105,45 @@ def test_pdq_hex_is_threatexchange_bit_order():
 # --- decoding shortcuts stay close to the full decode ---------------------------------
 
 
-@pytest.mark.parametrize("size", [(1920, 1080), (400, 300)])
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (400, 300)])
 @pytest.mark.parametrize("name", PHOTOS)
 def test_jpeg_reduced_decode_drift_is_small(name, size):
     raw = encode(photo(name, size), "JPEG", quality=85)
     full = Image.open(io.BytesIO(raw))
     full.load()
     h = hash_image(raw)
-    # Measured on these photos: pHash and dHash 0 bits, PDQ at most 6 bits (1920x1080).
+    alone = hash_image(raw, signals=("phash",))  # decoded at 1/8 where it can be
+    # Measured on these photos: pHash 0 bits, dHash at most 2, PDQ at most 12 (1280x720).
     assert PHASH.distance(h.phash, str(imagehash.phash(full))) <= 2
+    assert PHASH.distance(alone.phash, str(imagehash.phash(full))) <= 2
     assert DHASH.distance(h.dhash, str(imagehash.dhash(full))) <= 2
     assert PDQ.distance(h.pdq, threatexchange_pdq(full)) <= 16
+    if max(size) <= 640:  # small enough to be hashed from every pixel: exact
+        assert (h.phash, h.dhash, h.pdq) == (
+            str(imagehash.phash(full)),
+            str(imagehash.dhash(full)),
+            threatexchange_pdq(full),
+        )
 
 
-def test_large_png_pdq_drift_is_small():
+def test_large_png_drift_is_small():
     img = photo("astronaut", (1920, 1080))
     h = hash_image(encode(img, compress_level=1))
-    assert h.phash == str(imagehash.phash(img))
+    assert PHASH.distance(h.phash, str(imagehash.phash(img))) <= 2
     assert PDQ.distance(h.pdq, threatexchange_pdq(img)) <= 16
+
+
+def test_only_the_wanted_perceptual_hashes():
+    raw = encode(photo("coffee"), "JPEG")
+    full = hash_image(raw)
+    alone = hash_image(raw, signals=("phash",))
+    assert (alone.md5, alone.sha256, alone.phash) == (full.md5, full.sha256, full.phash)
+    assert alone.dhash is alone.pdq is alone.pdq_quality is None
+    assert alone.query_phashes == full.query_phashes and alone.query_pdqs == ()
+    crypto = hash_image(raw, signals=())
+    assert (crypto.sha1, crypto.width, crypto.phash) == (full.sha1, 600, None)
+    with pytest.raises(ValueError, match="not perceptual signal types: \\['md5'\\]"):
+        hash_image(raw, signals=("phash", "md5"))
 
 
 # --- bad input never raises ------------------------------------------------------------

@@ -5,7 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from matcher import Entry, ImageHashes, Index, Match
+import matcher.index
+from matcher import Entry, HashList, ImageHashes, Index, Match, split_allowed
 from matcher.signals import PDQ
 
 MD5 = "9e107d9d372bb6826bd81d3542a419d6"
@@ -14,7 +15,7 @@ PDQ_HASH = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 
 
 def image(**hashes) -> ImageHashes:
-    return ImageHashes(md5="0" * 32, sha1="0" * 40, sha256="0" * 64, **hashes)
+    return ImageHashes(**({"md5": "0" * 32, "sha1": "0" * 40, "sha256": "0" * 64} | hashes))
 
 
 def flip(value: str, bits: int) -> str:
@@ -123,14 +124,97 @@ def test_match_many_keeps_images_apart():
     assert index.match_many([]) == []
 
 
-def test_arrays_can_be_saved_and_memory_mapped(tmp_path):
-    index = Index.build(entries(("a", "md5", MD5), ("a", "pdq", PDQ_HASH), ("a", "phash", PHASH)))
-    for name, table in index._tables.items():
-        for field in ("codes", "offsets", "rows"):
-            array = getattr(table, field)
-            path = tmp_path / f"{name}-{field}.npy"
-            np.save(path, array)
-            assert np.array_equal(np.load(path, mmap_mode="r"), array)
+def test_each_list_has_its_own_thresholds():
+    lists = [HashList("strict", thresholds={"phash": 4}), HashList("loose")]
+    index = Index.build(
+        entries(("strict", "phash", PHASH), ("loose", "phash", PHASH)), {"phash": 8}, lists
+    )
+    found = index.match(image(phash=flip(PHASH, 6)))
+    assert [(m.list, m.distance, m.threshold) for m in found] == [("loose", 6, 8)]
+    assert len(index.match(image(phash=flip(PHASH, 4)))) == 2
+    with pytest.raises(ValueError, match="threshold for md5 must be 0"):
+        Index.build([], lists=[HashList("x", thresholds={"md5": 1})])
+
+
+def test_allow_list_matches_suppress_the_others():
+    lists = [HashList("known-a"), HashList("logos", kind="allow")]
+    index = Index.build(entries(("known-a", "md5", MD5), ("logos", "phash", PHASH)), None, lists)
+    both = index.match(image(phash=flip(PHASH, 2), md5=MD5))
+    assert [(m.list, m.kind) for m in both] == [("known-a", "known"), ("logos", "allow")]
+    reported, allowed = split_allowed(both)
+    assert reported == [] and [m.entry_id for m in allowed] == ["e1"]
+    only_known = index.match(image(md5=MD5))
+    assert split_allowed(only_known) == (only_known, [])
+    with pytest.raises(ValueError, match="kind must be known or allow"):
+        Index.build([], lists=[HashList("x", kind="maybe")])
+
+
+def test_saved_index_is_mapped_and_answers_the_same(tmp_path):
+    lists = [HashList("iwf", thresholds={"pdq": 40}), HashList("logos", kind="allow")]
+    specs = [
+        ("iwf", "md5", MD5),
+        ("iwf", "pdq", PDQ_HASH),
+        ("iwf", "phash", PHASH),
+        ("logos", "dhash", PHASH),
+        ("iwf", "sha1", "a" * 40),
+    ]
+    built = Index.build(
+        [Entry(i + 100, f"réf-{i}" if i % 2 else "", *spec, "A1" if i else None)
+         for i, spec in enumerate(specs)],
+        lists=lists,
+    )  # fmt: skip
+    built.version = "v1"
+    built.save(tmp_path / "v1")
+    loaded = Index.load(tmp_path / "v1")
+    assert isinstance(loaded._tables["phash"].codes, np.memmap)
+    assert (loaded.version, loaded.lists, len(loaded)) == ("v1", built.lists, 5)
+    queries = [
+        image(md5=MD5, phash=flip(PHASH, 3), dhash=PHASH),
+        image(pdq=flip(PDQ_HASH, 35), pdq_quality=90, sha1="a" * 40),
+    ]
+    assert loaded.match_many(queries) == built.match_many(queries)
+    assert [m.entry_id for m in loaded.match(queries[1])] == ["104", "réf-1"]
+    assert {m.category for m in loaded.match(queries[0])} == {None, "A1"}
+    with pytest.raises(FileNotFoundError):
+        Index.load(tmp_path / "missing")
+
+
+def near_codes(rng: np.random.Generator, digits: int, count: int) -> list[str]:
+    return [rng.bytes(digits // 2).hex() for _ in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("signal", "radius", "three_byte_slots"),
+    [("phash", 10, 1 << 24), ("phash", 14, 1000), ("pdq", 31, 1 << 24)],
+)
+def test_multi_index_hashing_finds_what_a_scan_finds(monkeypatch, signal, radius, three_byte_slots):
+    rng = np.random.default_rng(11)
+    digits = 16 if signal == "phash" else 64
+    codes = near_codes(rng, digits, 3000)
+    specs = [("a", signal, c) for c in codes]
+    scan = Index.build(entries(*specs), {signal: radius})
+    monkeypatch.setattr(matcher.index, "_worth_multi_index", lambda *_: True)
+    monkeypatch.setattr(matcher.index, "_THREE_BYTE_SLOTS", three_byte_slots)
+    probe = Index.build(entries(*specs), {signal: radius})
+    assert probe._tables[signal].substrings and not scan._tables[signal].substrings
+    narrow = len(codes) <= three_byte_slots  # slot numbers stored in 3 bytes, else uint32
+    assert probe._tables[signal].substrings[1][1].dtype == (np.uint8 if narrow else np.uint32)
+    # Near neighbours at every distance up to just past the radius, plus random codes.
+    queries = [flip(codes[i], d) for i, d in enumerate(range(radius + 3))]
+    queries += near_codes(rng, digits, 20)
+    hs = [image(**{signal: q, "pdq_quality": 100}) for q in queries]
+    assert probe.match_many(hs) == scan.match_many(hs)
+    found = [{m.distance for m in ms} for ms in probe.match_many(hs)]
+    assert [d in found[d] for d in range(radius + 3)] == [True] * (radius + 1) + [False] * 2
+
+
+def test_many_queries_against_a_small_table():
+    """Retro-matching: a few new entries against many stored images."""
+    index = Index.build(entries(("a", "phash", PHASH), ("a", "pdq", PDQ_HASH)))
+    hs = [image(phash=flip(PHASH, i % 64), pdq=PDQ_HASH, pdq_quality=80) for i in range(5000)]
+    found = index.match_many(hs)
+    assert [len(ms) for ms in found[:12]] == [2] * 11 + [1]
+    assert sum(len(ms) for ms in found) == 5000 + sum(i % 64 <= 10 for i in range(5000))
 
 
 @pytest.mark.timeout(30)
