@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 BROWSER ?= $(or $(HOTLINE_BROWSER),/usr/bin/chromium)
 
-.PHONY: run test lint bench deps system-deps clean
+.PHONY: run test lint bench soak deps system-deps clean
 
 run: deps
 	$(VENV)/bin/hotline up
@@ -20,6 +20,10 @@ test: deps
 # Each benchmark prints its figures beside a baseline measured in the same run.
 bench: deps
 	$(PY) -m bench $(BENCH)
+
+# 2,000 reports through `hotline up` while a worker and Redis are killed (N=… for fewer).
+soak: deps
+	$(PY) -m tests.soak $(N)
 
 lint: deps
 	$(VENV)/bin/ruff check .

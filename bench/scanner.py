@@ -18,14 +18,13 @@ import statistics
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 from playwright.async_api import async_playwright
 
 from hotline import intake
 from hotline.config import Settings
 from matcher import Index
-from tests.helpers import Site, encode, photo
+from tests.helpers import Site, encode, photo, tree_pss
 
 PAGES = int(os.environ.get("BENCH_SCANNER_PAGES", "12"))
 
@@ -49,35 +48,6 @@ def _gallery(site: Site) -> None:
     )
 
 
-def _pss(pid: int) -> int:
-    """Proportional set size: shared pages (Chromium's processes share many) counted once."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _tree_pss(root: int) -> tuple[int, int]:
-    """(PSS of ``root``, PSS of all its descendants: Playwright's driver and Chromium)."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    total, todo = 0, list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        total += _pss(pid)
-        todo.extend(children.get(pid, []))
-    return _pss(root), total
-
-
 class _PeakRss:
     def __init__(self) -> None:
         self.peak = 0
@@ -87,7 +57,7 @@ class _PeakRss:
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            own, children = _tree_pss(os.getpid())
+            own, children = tree_pss(os.getpid())
             self.own = max(self.own, own)
             self.peak = max(self.peak, own + children)
 

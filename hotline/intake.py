@@ -10,31 +10,16 @@ import logging
 import threading
 from typing import Any
 
-from matcher import Entry, ImageHashes, Index, Match, hash_image
+from matcher import ImageHashes, Index, Match, hash_image, split_allowed
 from scanner import Browsing, FoundImage, PageResult, capture
-from store import Store
 
 from .config import Settings
+from .matching import match_document
 
 log = logging.getLogger(__name__)
 
 # Tracking pixels and spacers: counted, not kept.
 TINY_PX = 16
-
-
-def load_index(store: Store) -> Index:
-    """The match index over every enabled list entry."""
-    return Index.build(
-        Entry(
-            id=row["pk"],
-            ref=row["ref"] or str(row["pk"]),
-            list=row["list"],
-            signal_type=row["signal_type"],
-            hash=row["hash"],
-            category=row["category"],
-        )
-        for row in store.iter_entries()
-    )
 
 
 def browsing(settings: Settings) -> Browsing:
@@ -96,6 +81,7 @@ def scan_document(
 
 
 def _image_doc(url: str, h: ImageHashes, matches: list[Match]) -> dict[str, Any]:
+    reported, allowed = split_allowed(matches)
     return {
         "url": url,
         "md5": h.md5,
@@ -108,18 +94,11 @@ def _image_doc(url: str, h: ImageHashes, matches: list[Match]) -> dict[str, Any]
         "height": h.height,
         "bytes": h.bytes,
         "format": h.format,
+        "dhash": h.dhash,
+        # Looked up besides the main hashes: mirrored, PDQ's rotations, animation frames.
+        "query_hashes": {"phash": list(h.query_phashes), "pdq": list(h.query_pdqs)},
         "error": {"kind": h.error[0], "message": h.error[1]} if h.error else None,
-        "matches": [
-            {
-                "list": m.list,
-                "signal_type": m.signal_type,
-                "entry_id": m.entry_id,
-                "entry_pk": m.entry_pk,
-                "category": m.category,
-                "distance": m.distance,
-                "threshold": m.threshold,
-                "retro": False,
-            }
-            for m in matches
-        ],
+        "matches": [match_document(m) for m in reported],
+        # Matches of allow lists: why an image that matches them has no "matches".
+        "allowed": [match_document(m) for m in allowed],
     }

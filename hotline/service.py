@@ -10,30 +10,27 @@ import sys
 import time
 from typing import Any
 
-from rq.job import Job
+import redis
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from store import Store
-from workers import PrivateRedis, connect, enqueue_scan
+from workers import PrivateRedis, connect
+from workers.sweeper import SweepResult, sweep_jobs
 
 from .config import Settings
 
 log = logging.getLogger(__name__)
 
 
-def requeue_waiting(store: Store, settings: Settings) -> int:
-    """Enqueue stored reports whose job Redis no longer has (fresh or restarted Redis)."""
-    conn = connect(settings)
-    count = 0
-    for report_id in store.reports_in_state("queued", "scanning"):
-        if not Job.exists(f"scan-{report_id}", connection=conn):
-            enqueue_scan(conn, settings, report_id)
-            count += 1
-    return count
+def _children(workers: int) -> list[list[str]]:
+    """The ``hotline`` subcommands that make up the service, one process each."""
+    return [["worker"]] * workers + [["scheduler"], ["serve"]]
 
 
 def up(settings: Settings, workers: int) -> int:
-    """Run Redis (when private) and ``workers`` worker processes until SIGINT/SIGTERM."""
+    """Run Redis (when private) and the service's processes until SIGINT/SIGTERM,
+    restarting whatever dies and sweeping lost jobs back onto the queues."""
     store = Store(settings.database_url)
     store.migrate()
     private = None
@@ -50,22 +47,40 @@ def up(settings: Settings, workers: int) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    commands = _children(workers)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        requeued = requeue_waiting(store, settings)
-        procs = [_spawn_worker(env) for _ in range(workers)]
+        swept = _sweep(store, settings)
+        procs = [_spawn(cmd, env) for cmd in commands]
         print(
             f"hotline is up: {workers} worker(s), Redis {private.url if private else 'external'}, "
             f"database {_safe_url(settings.database_url)}"
-            + (f", {requeued} waiting report(s) re-queued" if requeued else "")
+            + (
+                f", {swept.requeued} waiting report(s) re-queued"
+                if swept and swept.requeued
+                else ""
+            )
             + ". Ctrl-C stops.",
             flush=True,
         )
+        next_sweep = time.monotonic() + settings.sweep_interval
         while not stopping:
+            if private and private.proc and private.proc.poll() is not None:
+                log.warning("the private Redis died; starting it again")
+                private.start()
+                next_sweep = 0
             for i, p in enumerate(procs):
                 if p.poll() is not None and not stopping:
-                    log.warning("worker %s exited with %s; starting another", p.pid, p.returncode)
-                    procs[i] = _spawn_worker(env)
+                    log.warning(
+                        "%s (pid %s) exited with %s; starting it again",
+                        " ".join(commands[i]),
+                        p.pid,
+                        p.returncode,
+                    )
+                    procs[i] = _spawn(commands[i], env)
+            if time.monotonic() >= next_sweep:
+                _sweep(store, settings)
+                next_sweep = time.monotonic() + settings.sweep_interval
             time.sleep(0.5)
     finally:
         print("hotline: stopping…", file=sys.stderr, flush=True)
@@ -75,8 +90,17 @@ def up(settings: Settings, workers: int) -> int:
     return 0
 
 
-def _spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "hotline", "worker"], env=env)
+def _sweep(store: Store, settings: Settings) -> SweepResult | None:
+    """One sweep; an outage of the database or Redis is logged and tried again later."""
+    try:
+        return sweep_jobs(store, connect(settings), settings)
+    except (redis.RedisError, SQLAlchemyError, OSError) as e:
+        log.warning("sweep skipped, will retry: %s", str(e).splitlines()[0])
+        return None
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "hotline", *command], env=env)
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:

@@ -25,7 +25,7 @@ from playwright.async_api import Browser, Page, Response, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from .egress import EgressPolicy, EgressProxy, Resolver, check_url
-from .sandbox import ScanDir, sandbox_user, scans_root
+from .sandbox import ScanDir, sandbox_user, scans_root, sweep
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +299,12 @@ class _Scan:
                     {"url": str(h.url), "status": h.status, "kind": "http"} for h in resp.history
                 ]
                 result.final_url = str(resp.url)
+                if resp.headers.get("X-Hotline-Egress"):
+                    # The guard answered for a site it did not reach: say why, as the
+                    # browser stage would (a check without the browser needs it here).
+                    raise self.egress_error(result.final_url) or ScanError(
+                        "blocked", "refused by the egress guard"
+                    )
                 result.http_status = resp.status
                 ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 head = await resp.content.read(16)
@@ -361,7 +367,9 @@ class _Scan:
             pending.add(task)
             task.add_done_callback(pending.discard)
 
-        with ScanDir(scans_root(self.browsing.home), self.browsing.executable) as scan_dir:
+        root = scans_root(self.browsing.home)
+        sweep(root)  # browsers and directories of scans whose process was killed
+        with ScanDir(root, self.browsing.executable) as scan_dir:
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(
                     executable_path=str(scan_dir.launcher),

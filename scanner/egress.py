@@ -333,7 +333,8 @@ _FORWARD_SCHEMES = {"http": 80, "ws": 80}  # https and wss arrive as CONNECT
 _HOP_REQUEST = frozenset(
     {"host", "connection", "proxy-connection", "keep-alive", "proxy-authorization", "upgrade"}
 )
-_HOP_RESPONSE = frozenset({b"connection", b"proxy-connection", b"keep-alive"})
+# Dropped from upstream answers; x-hotline-egress too, so only the guard can say "refused".
+_HOP_RESPONSE = frozenset({b"connection", b"proxy-connection", b"keep-alive", b"x-hotline-egress"})
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})")
 _INTERIM = re.compile(rb"HTTP/1\.[01] 1(?!01)[0-9]{2}")  # 100 Continue, 103 Early Hints, ...
 _ANSWERS = {
@@ -423,8 +424,9 @@ class EgressProxy:
     wss) and absolute-form plain HTTP, one request per client connection. Refusals are answered
     with 403/502 and an X-Hotline-Egress header, and recorded in events.
 
-    upstream is an optional "http://host:port" proxy to leave through (e.g. an anonymizing
-    egress); the proxy then tunnels to the checked IP address through it with CONNECT.
+    upstream is an optional "http://host:port" or "socks5://host:port" proxy to leave
+    through (e.g. an anonymizing egress); the proxy then tunnels to the checked IP address
+    through it (HTTP CONNECT or SOCKS5 CONNECT), never handing it a name to resolve.
     """
 
     def __init__(
@@ -441,9 +443,12 @@ class EgressProxy:
         self.events: list[EgressEvent] = []
         self._resolve = resolver or _system_resolver
         self._upstream: tuple[str, int] | None = None
+        self._open_tunnel = _open_tunnel
         if upstream:
-            _, host, port, _ = _split_url(upstream, {"http": 80})
+            scheme, host, port, _ = _split_url(upstream, {"http": 80, "socks5": 1080})
             self._upstream = str(parse_host(host)), port
+            if scheme == "socks5":
+                self._open_tunnel = _open_socks5
         self._head_timeout = head_timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._server: asyncio.Server | None = None
@@ -605,7 +610,7 @@ class EgressProxy:
             )
         reader, writer = await asyncio.open_connection(*self._upstream, limit=_MAX_HEAD)
         try:
-            await _open_tunnel(reader, writer, ip, port)
+            await self._open_tunnel(reader, writer, ip, port)
         except BaseException:  # refused, broken off, or cancelled by the connect timeout
             writer.close()
             raise
@@ -647,6 +652,25 @@ async def _open_tunnel(
     status = _STATUS_LINE.match(head)
     if status is None or status[1] != b"200":
         raise ConnectionRefusedError(f"upstream proxy refused a tunnel to {authority}")
+
+
+async def _open_socks5(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, port: int
+) -> None:
+    """The same through a SOCKS5 proxy (RFC 1928, no authentication), by address."""
+    address = ipaddress.ip_address(ip)
+    writer.write(b"\x05\x01\x00")
+    try:
+        if await reader.readexactly(2) != b"\x05\x00":
+            raise ConnectionRefusedError("SOCKS5 upstream wants authentication we do not have")
+        atyp = b"\x01" if address.version == 4 else b"\x04"
+        writer.write(b"\x05\x01\x00" + atyp + address.packed + port.to_bytes(2, "big"))
+        reply = await reader.readexactly(4)
+        if reply[1] != 0:
+            raise ConnectionRefusedError(f"SOCKS5 upstream refused {ip}:{port} (code {reply[1]})")
+        await reader.readexactly({1: 4, 4: 16}.get(reply[3], 0) + 2)  # its bound address
+    except asyncio.IncompleteReadError:
+        raise ConnectionRefusedError("SOCKS5 upstream closed the connection") from None
 
 
 async def _pass_response_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,5 +1,6 @@
 """Persistence of hotline-scanner: reports, scans (hashes and metadata only) and hash lists."""
 
-from store.db import ListNotFound, ReportNotFound, Store
+from store.db import ReportNotFound, Store
+from store.lists import ListInUse, ListNotFound
 
-__all__ = ["ListNotFound", "ReportNotFound", "Store"]
+__all__ = ["ListInUse", "ListNotFound", "ReportNotFound", "Store"]

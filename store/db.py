@@ -1,5 +1,6 @@
 """The store: reports, their scans (hashes and metadata only, never image bytes) and hash lists."""
 
+import contextlib
 import hashlib
 import os
 import weakref
@@ -32,6 +33,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import NullPool
 
+from store.access import AccessStore
+from store.lists import ENTRY_CATEGORY, ListStore
+from store.lists import list_id as _list_id
 from store.schema import (
     LIST_KINDS,
     REPORT_STATES,
@@ -42,6 +46,8 @@ from store.schema import (
     reports,
     scans,
 )
+from store.search import SearchStore
+from store.takedown import TakedownStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Key of the PostgreSQL advisory lock that serializes concurrent migrate() calls ("hotline").
@@ -51,22 +57,16 @@ STREAM_ROWS = 10_000
 # Image fields that pass between the scan document and the images table unchanged.
 IMAGE_FIELDS = (
     "url", "md5", "sha1", "sha256", "phash", "pdq", "pdq_quality",
-    "width", "height", "bytes", "format",
+    "width", "height", "bytes", "format", "dhash", "query_hashes",
 )  # fmt: skip
 INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-# An entry's own category wins over its list's.
-ENTRY_CATEGORY = func.coalesce(list_entries.c.category, hash_lists.c.category)
 
 
 class ReportNotFound(LookupError):
     """No report has this id."""
 
 
-class ListNotFound(LookupError):
-    """No hash list has this name."""
-
-
-class Store:
+class Store(AccessStore, ListStore, SearchStore, TakedownStore):
     """All persistence of the service, on SQLite (one host) or PostgreSQL (several hosts)."""
 
     def __init__(self, url: str) -> None:
@@ -119,6 +119,7 @@ class Store:
                     url=url, source=source, state="queued", received_at=now, updated_at=now
                 )
             )
+            self._record_hosts(conn, result.inserted_primary_key[0], [url])
         return result.inserted_primary_key[0]
 
     def set_report_state(self, report_id: int, state: str, *, bump_attempts: bool = False) -> None:
@@ -167,6 +168,7 @@ class Store:
                     matches.c.distance,
                     matches.c.threshold,
                     matches.c.retro,
+                    hash_lists.c.kind,
                 )
                 .select_from(
                     matches.join(list_entries)
@@ -178,12 +180,15 @@ class Store:
                 .order_by(matches.c.id)
             ).all()
 
-        matches_of = defaultdict(list)
+        # Matches of allow lists are the reason an image is known benign: "allowed".
+        matches_of: dict[tuple[int, str], list[dict]] = defaultdict(list)
         for row in match_rows:
-            matches_of[row.image_id].append(_match_document(row))
+            matches_of[row.image_id, row.kind].append(_match_document(row))
         images_of = defaultdict(list)
         for row in image_rows:
-            images_of[row.scan_id].append(_image_document(row, matches_of[row.id]))
+            images_of[row.scan_id].append(
+                _image_document(row, matches_of[row.id, "known"], matches_of[row.id, "allow"])
+            )
         return {
             "id": report.id,
             "url": report.url,
@@ -194,6 +199,7 @@ class Store:
             "scans": [
                 {"id": row.id, **_scan_document(row, images_of[row.id])} for row in scan_rows
             ],
+            "takedown": self.get_takedown(report_id),
         }
 
     # scans
@@ -201,14 +207,16 @@ class Store:
     def save_scan(self, report_id: int, scan: dict) -> int:
         """Store a scan document in one transaction, so a report never shows half a scan.
 
-        Each match carries "entry_pk" (list_entries.id); list, entry_id and category are
-        derived from that entry when the scan is read back.
+        Each match (and "allowed" match) carries "entry_pk" (list_entries.id); list,
+        entry_id and category are derived from that entry when the scan is read back.
         """
         with self.engine.begin() as conn:
             if conn.scalar(select(reports.c.id).where(reports.c.id == report_id)) is None:
                 raise ReportNotFound(report_id)
             result = conn.execute(insert(scans).values(_scan_row(report_id, scan)))
             scan_id = result.inserted_primary_key[0]
+            hops = [hop.get("url") for hop in scan.get("redirects", [])]
+            self._record_hosts(conn, report_id, [scan["url"], scan.get("final_url"), *hops])
             if scan.get("images"):
                 self._save_images(conn, scan_id, scan["images"])
         return scan_id
@@ -218,13 +226,20 @@ class Store:
             insert(images).returning(images.c.id, sort_by_parameter_order=True),
             [_image_row(scan_id, document) for document in documents],
         ).all()
-        found = [
-            (image_id, match)
-            for image_id, document in zip(image_ids, documents, strict=True)
-            for match in document.get("matches", [])
-        ]
+        self._insert_matches(
+            conn,
+            [
+                (image_id, match)
+                for image_id, document in zip(image_ids, documents, strict=True)
+                for match in (*document.get("matches", []), *document.get("allowed", []))
+            ],
+        )
+
+    def _insert_matches(self, conn: Connection, found: list[tuple[int, dict]]) -> int:
+        """Record (image id, match document) pairs; a pair already recorded is left as it
+        is. Returns how many were new."""
         if not found:
-            return
+            return 0
         entry_pks = {match["entry_pk"] for _, match in found}
         list_of = dict(
             conn.execute(
@@ -236,8 +251,8 @@ class Store:
         if unknown := entry_pks - list_of.keys():
             raise ValueError(f"matches refer to unknown list entries {sorted(unknown)}")
         now = _utcnow()
-        conn.execute(
-            self._insert_ignoring_duplicates(matches),
+        return conn.execute(
+            self._insert_ignoring_duplicates(matches).execution_options(preserve_rowcount=True),
             [
                 {
                     "image_id": image_id,
@@ -251,7 +266,7 @@ class Store:
                 }
                 for image_id, match in found
             ],
-        )
+        ).rowcount
 
     # lists
 
@@ -297,6 +312,7 @@ class Store:
                     "ref": ref,
                     "category": category,
                     "added_at": now,
+                    "retro_pending": True,
                 }
                 for signal_type, hash_, ref, category in entries
             )
@@ -328,14 +344,16 @@ class Store:
                 "category": row.category,
                 "kind": row.kind,
                 "version": row.version,
+                "thresholds": row.thresholds,
                 "entries": counts[row.id],
                 "total": sum(counts[row.id].values()),
             }
             for row in rows
         ]
 
-    def iter_entries(self) -> Iterator[dict]:
-        """Enabled entries of all lists, streamed (server-side cursor) to build the match index."""
+    def iter_entries(self, conn: Connection | None = None) -> Iterator[dict]:
+        """Enabled entries of all lists, streamed (server-side cursor) to build the match
+        index; on `conn` when given (a snapshot, see index_snapshot)."""
         query = (
             select(
                 list_entries.c.id.label("pk"),
@@ -350,16 +368,17 @@ class Store:
             .where(list_entries.c.enabled)
             .order_by(list_entries.c.id)
         )
-        with self.engine.connect() as conn:
+        with _connection(self.engine, conn) as conn:
             for row in conn.execution_options(yield_per=STREAM_ROWS).execute(query).mappings():
                 yield dict(row)
 
-    def lists_version(self) -> str:
+    def lists_version(self, conn: Connection | None = None) -> str:
         """Fingerprint of all lists; it changes with any list or entry change.
 
-        Read it before iter_entries(): an index is then never newer than its label claims.
+        Read it before iter_entries(), or both on one snapshot: an index is then never
+        newer than its label claims.
         """
-        with self.engine.connect() as conn:
+        with _connection(self.engine, conn) as conn:
             rows = conn.execute(
                 select(hash_lists.c.id, hash_lists.c.version).order_by(hash_lists.c.id)
             )
@@ -389,6 +408,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextlib.contextmanager
+def _connection(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    """`conn` if given (its owner closes it), else a new connection for the block."""
+    if conn is not None:
+        yield conn
+        return
+    with engine.connect() as conn:
+        yield conn
+
+
 def _forget_pool(engine_ref: weakref.ref[Engine]) -> None:
     engine = engine_ref()
     if engine is not None:
@@ -402,13 +431,6 @@ def _utcnow() -> datetime:
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
-
-
-def _list_id(conn: Connection, name: str) -> int:
-    list_id = conn.scalar(select(hash_lists.c.id).where(hash_lists.c.name == name))
-    if list_id is None:
-        raise ListNotFound(name)
-    return list_id
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -471,11 +493,12 @@ def _image_row(scan_id: int, image: dict) -> dict:
     }
 
 
-def _image_document(row: Row, match_documents: list[dict]) -> dict:
+def _image_document(row: Row, match_documents: list[dict], allowed: list[dict]) -> dict:
     return {
         **{field: getattr(row, field) for field in IMAGE_FIELDS},
         "error": _error(row.error_kind, row.error_message),
         "matches": match_documents,
+        "allowed": allowed,
     }
 
 

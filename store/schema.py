@@ -144,3 +144,149 @@ matches = sa.Table(
     sa.Column("matched_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("image_id", "entry_id"),
 )
+
+
+# --- issue 6: API access (store/access.py) and search (store/search.py) ---
+
+TOKEN_ROLES = ("intake", "analyst", "admin")
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    # sha256 of the secret: a stolen database holds no usable token.
+    sa.Column("token_sha256", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+    _one_of("role", TOKEN_ROLES),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("session_sha256", sa.Text, nullable=False, unique=True),
+    sa.Column("token_id", sa.ForeignKey("api_tokens.id"), nullable=False, index=True),
+    sa.Column("csrf", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("token_id", sa.ForeignKey("api_tokens.id")),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("role", sa.Text),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target", sa.Text),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_audit_log_actor_at", "actor", "at"),
+    sa.Index("ix_audit_log_action_at", "action", "at"),
+)
+
+# Every host a report's URLs touched (reported URL, redirects, final URL), labels reversed
+# ("com.example.www."), so a domain and all its subdomains are one index range.
+report_hosts = sa.Table(
+    "report_hosts",
+    metadata,
+    sa.Column("report_id", sa.ForeignKey("reports.id"), primary_key=True),
+    sa.Column("host_key", sa.Text, primary_key=True),
+    sa.Index("ix_report_hosts_host_key_report_id", "host_key", "report_id"),
+)
+
+# Search filters and pivots on the intake tables.
+sa.Index("ix_reports_received_at", reports.c.received_at)
+sa.Index("ix_scans_server_ip", scans.c.server_ip)
+sa.Index("ix_scans_started_at", scans.c.started_at)
+sa.Index("ix_images_sha1", images.c.sha1)
+sa.Index("ix_matches_list_id", matches.c.list_id)
+
+
+# --- issue 5: takedown verification (store/takedown.py, monitor/) ---
+
+TAKEDOWN_STATES = ("monitoring", "removed", "reappeared", "overdue")
+VERDICTS = (
+    "live", "content_gone", "gone_http", "gone_dns", "gone_connect",
+    "legal_451", "denied", "transient", "blocked",
+)  # fmt: skip
+TAKEDOWN_EVENTS = ("removed", "reappeared", "overdue")
+
+# One referral per report. next_check_at is the source of truth of the schedule; the
+# scheduler's Redis sorted set mirrors it and is rebuilt from it when Redis starts empty.
+takedowns = sa.Table(
+    "takedowns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("report_id", sa.ForeignKey("reports.id"), nullable=False, unique=True),
+    sa.Column("party", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("server_ip", sa.Text),
+    # What a check looks for: hashes and direct image URLs of the referred scan.
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("referred_at", UTCDateTime, nullable=False),
+    sa.Column("notice_sent_at", UTCDateTime),
+    # First negative check of the pair that confirmed the latest removal, and the second.
+    sa.Column("removed_at", UTCDateTime),
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("reopened_at", UTCDateTime),
+    # First negative check of a run not yet confirmed.
+    sa.Column("pending_since", UTCDateTime),
+    sa.Column("step", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_check_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    _one_of("state", TAKEDOWN_STATES),
+)
+
+takedown_checks = sa.Table(
+    "takedown_checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("takedown_id", sa.ForeignKey("takedowns.id"), nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("verdict", sa.Text, nullable=False),
+    # What was fetched and how: stage, identity, status, per-URL verdicts, hashes found.
+    sa.Column("detail", sa.JSON, nullable=False),
+    _one_of("verdict", VERDICTS),
+)
+
+# Outbox of webhook notifications: written with the state change, delivered by a job.
+takedown_events = sa.Table(
+    "takedown_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("takedown_id", sa.ForeignKey("takedowns.id"), nullable=False, index=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("delivered_to", sa.JSON, nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+    _one_of("kind", TAKEDOWN_EVENTS),
+)
+
+
+# --- issue 3: hash lists and matching (store/lists.py, migration 0002_matcher) ---
+
+# Per-list thresholds by signal type ({"phash": 8}); the defaults apply to the others.
+hash_lists.append_column(
+    sa.Column("thresholds", sa.JSON, nullable=False, server_default=sa.text("'{}'"))
+)
+# Set when an entry is added or re-enabled, cleared once the retro job has matched the
+# stored images against it; the partial index finds the few pending ones in a big list.
+list_entries.append_column(
+    sa.Column("retro_pending", sa.Boolean, nullable=False, server_default=sa.false())
+)
+sa.Index(
+    "ix_list_entries_retro_pending",
+    list_entries.c.list_id,
+    sqlite_where=list_entries.c.retro_pending,
+    postgresql_where=list_entries.c.retro_pending,
+)
+# What retro-matching needs beyond the scan document's hashes: dHash, and the query-only
+# hashes (mirrored, PDQ orientations, animation frames) as {"phash": [...], "pdq": [...]}.
+images.append_column(sa.Column("dhash", sa.Text))
+images.append_column(sa.Column("query_hashes", sa.JSON))

@@ -31,17 +31,22 @@ def _tcp_open(host: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The machine's Redis when it runs (db HOTLINE_TEST_REDIS_DB or 13, flushed), else a
-    private redis-server."""
+def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis when it runs (db HOTLINE_TEST_REDIS_DB or 13), else a private
+    redis-server."""
     if _tcp_open("127.0.0.1", 6379):
-        url = f"redis://127.0.0.1:6379/{os.environ.get('HOTLINE_TEST_REDIS_DB', '13')}"
-        redis.Redis.from_url(url).flushdb()
-        yield url
+        yield f"redis://127.0.0.1:6379/{os.environ.get('HOTLINE_TEST_REDIS_DB', '13')}"
         return
     print("\nno Redis on 127.0.0.1:6379: starting a private redis-server for the tests")
     with PrivateRedis(tmp_path_factory.mktemp("redis") / "redis.sock") as private:
         yield private.url
+
+
+@pytest.fixture
+def redis_url(_redis_server: str) -> str:
+    """A Redis database emptied for this test."""
+    redis.Redis.from_url(_redis_server).flushdb()
+    return _redis_server
 
 
 @pytest.fixture
@@ -52,6 +57,7 @@ def hotline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
         "HOTLINE_ALLOW_NETWORKS": "127.0.0.1/32",
         "HOTLINE_PAGE_TIMEOUT": "15s",
         "HOTLINE_SCAN_TIMEOUT": "60s",
+        "HOTLINE_API_PORT": "0",  # `hotline up` in a test must not need a fixed port
     }
     for k in [k for k in os.environ if k.startswith("HOTLINE_")]:
         monkeypatch.delenv(k)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 import os
 import ssl
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from PIL import Image
@@ -102,3 +104,91 @@ def run_hotline(
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size: shared pages (Chromium's processes share many) counted once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss(root: int) -> tuple[int, int]:
+    """(PSS of ``root``, PSS of all its descendants: Playwright's driver and Chromium)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    total, todo = 0, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        total += _pss(pid)
+        todo.extend(children.get(pid, []))
+    return _pss(root), total
+
+
+def mapped_memory(prefix: str, pid: int | str = "self") -> tuple[int, int]:
+    """(RSS, PSS) in bytes of a process's mappings of files under ``prefix``: what it
+    has resident of them, and its share when other processes map the same pages."""
+    rss = pss = 0
+    inside = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=1)[0]
+        if "-" in head and not head.endswith(":"):  # a mapping: "start-end perms … path"
+            inside = prefix in line
+        elif inside and head == "Rss:":
+            rss += int(line.split()[1]) * 1024
+        elif inside and head == "Pss:":
+            pss += int(line.split()[1]) * 1024
+    return rss, pss
+
+
+def _hold_and_measure(
+    work: Callable, args: tuple, prefixes: list[str], ready: Any, results: Any
+) -> None:
+    kept = work(*args)  # what work maps stays mapped until every process has measured
+    ready.wait(600)
+    results.put([mapped_memory(prefix) for prefix in prefixes])
+    ready.wait(600)
+    del kept
+
+
+def memory_of_processes(
+    work: Callable, args: tuple, prefixes: list[str], processes: int = 2
+) -> list[list[tuple[int, int]]]:
+    """Run ``work(*args)`` in several fresh processes at once (spawned: a fork would
+    inherit this one's mappings); once all of them hold what it returned, each reports
+    ``mapped_memory`` of each prefix. Returns, per process, the (RSS, PSS) per prefix."""
+    spawn = multiprocessing.get_context("spawn")
+    ready, results = spawn.Barrier(processes), spawn.Queue()
+    procs = [
+        spawn.Process(target=_hold_and_measure, args=(work, args, prefixes, ready, results))
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    measured = [results.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(60)
+    return measured
+
+
+def chromium_pids() -> set[int]:
+    """Every Chromium process on the machine (tests compare before and after)."""
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if b"chromium" in (d / "cmdline").read_bytes().split(b"\0")[0]:
+                    pids.add(int(d.name))
+            except OSError:
+                continue
+    return pids

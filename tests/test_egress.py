@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -294,7 +296,11 @@ def good_app() -> web.Application:
             await ws.send_str(message.data.upper())
         return ws
 
+    async def forged(_request: web.Request) -> web.Response:
+        return web.Response(text="pretends", headers={"X-Hotline-Egress": "blocked"})
+
     app = web.Application()
+    app.router.add_get("/forged", forged)
     app.router.add_get("/", index)
     app.router.add_get("/redirect", redirect)
     app.router.add_post("/digest", digest)
@@ -515,6 +521,10 @@ def test_allowed_traffic_passes_through() -> None:
                 assert "X-Hotline-Egress" not in response.headers
                 assert await response.read() == direct_body
 
+            # Only the guard may say it refused: a site cannot forge the header.
+            async with s.session.get(base + "/forged", proxy=s.proxy.url) as response:
+                assert "X-Hotline-Egress" not in response.headers
+
             async with s.session.ws_connect(f"ws://{GOOD}:{s.good}/ws", proxy=s.proxy.url) as ws:
                 for word in ("one", "two"):
                     await ws.send_str(word)
@@ -642,26 +652,54 @@ def test_port_policy_is_enforced() -> None:
     asyncio.run(main())
 
 
-def test_upstream_proxy_gets_only_checked_addresses() -> None:
+async def _copy_both(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    target_reader: asyncio.StreamReader,
+    target_writer: asyncio.StreamWriter,
+) -> None:
+    async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        while data := await src.read(65536):
+            dst.write(data)
+        dst.close()
+
+    await asyncio.gather(copy(reader, target_writer), copy(target_reader, writer))
+
+
+async def _http_upstream(
+    connects: list[str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    line = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0].decode()
+    connects.append(line)
+    host, port = line.split()[1].rsplit(":", 1)
+    target = await asyncio.open_connection(host, int(port))
+    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    await _copy_both(reader, writer, *target)
+
+
+async def _socks5_upstream(
+    connects: list[str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    assert await reader.readexactly(3) == b"\x05\x01\x00"
+    writer.write(b"\x05\x00")
+    ver, cmd, _, atyp = await reader.readexactly(4)
+    assert (ver, cmd, atyp) == (5, 1, 1), "only CONNECT by IPv4 address is expected"
+    host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
+    port = int.from_bytes(await reader.readexactly(2), "big")
+    connects.append(f"CONNECT {host}:{port}")
+    target = await asyncio.open_connection(host, port)
+    writer.write(b"\x05\x00\x00\x01" + bytes(4) + bytes(2))
+    await _copy_both(reader, writer, *target)
+
+
+@pytest.mark.parametrize("kind", ["http", "socks5"])
+def test_upstream_proxy_gets_only_checked_addresses(kind: str) -> None:
     connects: list[str] = []
-
-    async def upstream_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0].decode()
-        connects.append(line)
-        host, port = line.split()[1].rsplit(":", 1)
-        target_reader, target_writer = await asyncio.open_connection(host, int(port))
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-            dst.close()
-
-        await asyncio.gather(copy(reader, target_writer), copy(target_reader, writer))
+    serve = {"http": _http_upstream, "socks5": _socks5_upstream}[kind]
 
     async def main() -> None:
-        server = await asyncio.start_server(upstream_proxy, GOOD, 0)
-        upstream = f"http://{GOOD}:{server.sockets[0].getsockname()[1]}"
+        server = await asyncio.start_server(functools.partial(serve, connects), GOOD, 0)
+        upstream = f"{kind}://{GOOD}:{server.sockets[0].getsockname()[1]}"
         try:
             async with scene(upstream=upstream) as s:
                 url = f"http://good.test:{s.good}/"
@@ -671,7 +709,9 @@ def test_upstream_proxy_gets_only_checked_addresses() -> None:
                     f"http://evil.test:{s.forbidden}/", proxy=s.proxy.url
                 ) as response:
                     assert response.status == 403
-                assert connects == [f"CONNECT {GOOD}:{s.good} HTTP/1.1"]
+                assert [c.removesuffix(" HTTP/1.1") for c in connects] == [
+                    f"CONNECT {GOOD}:{s.good}"
+                ]
                 assert s.proxy.server_ip("good.test", s.good) == GOOD
                 assert s.hits == []
         finally:

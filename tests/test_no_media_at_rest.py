@@ -22,6 +22,7 @@ from hotline.config import Settings
 from scanner import scans_root
 
 from .conftest import ROOT, Site, encode, photo, run_hotline
+from .helpers import chromium_pids
 
 pytestmark = pytest.mark.browser
 
@@ -72,22 +73,10 @@ def _files_with(marker: bytes, roots: list[Path]) -> list[str]:
     return found
 
 
-def _chromium_pids() -> set[int]:
-    pids = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if b"chromium" in (d / "cmdline").read_bytes().split(b"\0")[0]:
-                    pids.add(int(d.name))
-            except OSError:
-                continue
-    return pids
-
-
 def test_normal_scan_leaves_no_media_and_no_process(site: Site, hotline_env) -> None:
     marker = uuid.uuid4().hex.encode()
     _marked_page(site, marker)
-    before = _chromium_pids()
+    before = chromium_pids()
     r = run_hotline("scan", site.url("/page"), "--json", env=hotline_env)
     doc = json.loads(r.stdout)
     assert doc["status"] == "completed" and len(doc["images"]) == 2
@@ -95,14 +84,14 @@ def test_normal_scan_leaves_no_media_and_no_process(site: Site, hotline_env) -> 
     home = Settings.from_env().home
     assert _files_with(marker, _places(home)) == []
     assert list(scans_root(home).glob("scan-*")) == []
-    assert _chromium_pids() - before == set()
+    assert chromium_pids() - before == set()
 
 
 def test_killed_scan_leaves_no_media_once_reclaimed(site: Site, hotline_env) -> None:
     marker = uuid.uuid4().hex.encode()
     _marked_page(site, marker, slow_image=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")} | hotline_env
-    before = _chromium_pids()
+    before = chromium_pids()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hotline", "scan", site.url("/page")],
         env=env,
@@ -123,7 +112,7 @@ def test_killed_scan_leaves_no_media_once_reclaimed(site: Site, hotline_env) -> 
     )
     time.sleep(0.5)
     assert list(scans_root(home).glob(f"scan-{proc.pid}-*")) == []
-    assert _chromium_pids() - before == set()
+    assert chromium_pids() - before == set()
     assert _files_with(marker, _places(home)) == []
     assert marker not in (r.stdout + r.stderr).encode()
 
@@ -135,7 +124,7 @@ def test_renderers_run_sandboxed_as_nobody(site: Site, hotline_env) -> None:
     async def peek(request):
         from aiohttp import web
 
-        for pid in _chromium_pids():
+        for pid in chromium_pids():
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             if b"--type=renderer" in cmd:
                 status = dict(

@@ -101,8 +101,11 @@ def image_document(url: str, md5: str | None = MD5, **changes) -> dict:
         "height": 480,
         "bytes": 12345,
         "format": "JPEG",
+        "dhash": "3c3c3c3c3c3c3c3c",
+        "query_hashes": {"phash": ["c3c3c3c3c3c3c3c4"], "pdq": []},
         "error": None,
         "matches": [],
+        "allowed": [],
         **changes,
     }
 
@@ -173,6 +176,7 @@ def test_report_round_trip_and_states(store: Store) -> None:
         "state": "queued",
         "attempts": 0,
         "scans": [],
+        "takedown": None,
     }
     assert store.reports_in_state("queued") == [report_id, other_id]
 
@@ -217,6 +221,7 @@ def test_scan_document_round_trip(store: Store) -> None:
             image_document(
                 "http://example.test/3.gif",
                 **dict.fromkeys(["sha1", "sha256", "phash", "pdq", "pdq_quality", "format"]),
+                **dict.fromkeys(["dhash", "query_hashes"]),
                 **dict.fromkeys(["md5", "width", "height", "bytes"]),
                 error={"kind": "too_large", "message": "over 20 MB"},
             ),
@@ -277,7 +282,7 @@ def test_create_list_gets_or_creates(store: Store) -> None:
     with pytest.raises(ValueError, match="list kind"):
         store.create_list("other", kind="maybe")
 
-    empty = {"version": 0, "entries": {}, "total": 0}
+    empty = {"version": 0, "thresholds": {}, "entries": {}, "total": 0}
     assert store.lists() == [
         {"name": "iwf", "category": "A1", "kind": "known", **empty},
         {"name": "ours", "category": None, "kind": "allow", **empty},
