@@ -179,7 +179,7 @@ class Scheduler:
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Sync and tick every ``interval`` seconds until ``stop`` is set; now and then,
         queue notifications that a stopped service left undelivered."""
-        log.info("scheduler: %d referrals scheduled", self.conn.zcard(DUE))
+        log.info("scheduler: handing out due takedown checks every %g s", interval)
         next_outbox = 0.0
         while not stop.is_set():
             started = time.monotonic()
