@@ -303,6 +303,8 @@ def _refer(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     try:
         takedown = monitor.refer(store, args.report_id, args.to, notice, settings=settings)
+    except ReportNotFound:
+        raise Failure(f"there is no report {args.report_id}: check the id") from None
     except ValueError as e:
         raise Failure(str(e)) from None
     if args.json:

@@ -60,7 +60,8 @@ def up(settings: Settings, workers: int) -> int:
                 if swept and swept.requeued
                 else ""
             )
-            + ". Ctrl-C stops.",
+            + f". Web UI and API: http://{settings.api.host}:{settings.api.port}/ "
+            "(log in with a token from `hotline tokens create`). Ctrl-C stops.",
             flush=True,
         )
         next_sweep = time.monotonic() + settings.sweep_interval
