@@ -535,10 +535,11 @@ class Index:
 
     @classmethod
     def load(cls, directory: Path) -> Index:
-        """Map a saved index read-only. Raises FileNotFoundError if it is not there."""
+        """Map a saved index read-only. Raises FileNotFoundError if it is not there,
+        ValueError if it was saved in another format."""
         manifest = json.loads((directory / "manifest.json").read_text())
         if manifest.get("format") != FORMAT:
-            raise FileNotFoundError(f"{directory}: index format {manifest.get('format')}")
+            raise ValueError(f"{directory}: index format {manifest.get('format')}, not {FORMAT}")
 
         def array(name: str) -> np.ndarray:
             return np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)

@@ -57,10 +57,15 @@ class SharedIndex:
         return [p.name for p in sorted(found, key=_mtime, reverse=True)]
 
     def _load(self, version: str) -> Index | None:
+        """The published index of `version`; None if there is none (or one of another
+        format, left by an older release: it is rebuilt)."""
         directory = self.root / version
         if not (directory / "manifest.json").is_file():
             return None
-        return Index.load(directory)
+        try:
+            return Index.load(directory)
+        except ValueError:
+            return None
 
     def _build(self, version: str, build: Callable[[], Index]) -> Index:
         with self._lock():
@@ -72,8 +77,8 @@ class SharedIndex:
             if not _VERSION.fullmatch(label):
                 raise ValueError(f"bad index version {label!r}")
             target = self.root / label
-            if not (target / "manifest.json").is_file():
-                shutil.rmtree(target, ignore_errors=True)  # half a directory: not ours to trust
+            if self._load(label) is None:
+                shutil.rmtree(target, ignore_errors=True)  # of an older format, or half-made
                 temporary = self.root / f"{_TEMPORARY}{label}-{os.getpid()}"
                 built.save(temporary)
                 os.rename(temporary, target)

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from rq import Queue
 
 from hotline import intake
 from hotline.config import Settings
 from hotline.matching import catch_up, current_index, retro_match
 from matcher import hash_image
 from store import Store
+from workers import RETRO, connect, enqueue_retro
+from workers.sweeper import sweep_jobs
 
 from .conftest import Site, encode, photo, run_hotline
 
@@ -163,3 +166,23 @@ def test_a_scan_catches_up_with_lists_changed_while_it_ran(stack) -> None:
     assert found == [("iwf", "pdq", True), ("iwf", "phash", True)]
     assert catch_up(settings, store, scan_id, used) == 0
     assert current_index(settings, store).version == store.lists_version()
+
+
+def test_retro_jobs_are_queued_once_and_swept_back(stack, redis_url) -> None:
+    settings, store = stack
+    settings = settings.with_redis(redis_url)
+    conn = connect(settings)
+    queue = Queue(RETRO, connection=conn)
+    first = enqueue_retro(conn, settings, "a list / any name")
+    assert enqueue_retro(conn, settings, "a list / any name") == first  # it sees them all
+    assert enqueue_retro(conn, settings, "other") != first
+    assert queue.count == 2
+
+    # Redis lost the jobs; entries still pending are queued again by the sweeper.
+    queue.empty()
+    store.create_list("iwf")
+    store.add_entries("iwf", _entries(photo("coffee")))
+    sweep_jobs(store, conn, settings)
+    assert [job.args for job in queue.jobs] == [("iwf",)]
+    sweep_jobs(store, conn, settings)
+    assert queue.count == 1

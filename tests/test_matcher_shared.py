@@ -50,6 +50,17 @@ def test_built_once_then_mapped(tmp_path: Path) -> None:
         shared.get("../etc", build)
 
 
+def test_an_index_of_another_format_is_rebuilt(tmp_path: Path) -> None:
+    stale = tmp_path / "v1"
+    version_index(1).save(stale)
+    (stale / "manifest.json").write_text('{"format": 0}')  # left by an older release
+    with pytest.raises(ValueError, match="index format 0"):
+        Index.load(stale)
+    index = SharedIndex(tmp_path).get("v1", lambda: version_index(1))
+    assert [m.entry_id for m in index.match(image(PHASHES[0]))] == ["1-0"]
+    assert Index.load(stale).version == "v1"
+
+
 def test_builder_may_publish_a_newer_version(tmp_path: Path) -> None:
     """The build reads the store after the version was asked for: it labels what it read."""
     shared = SharedIndex(tmp_path)

@@ -62,20 +62,33 @@ def listener() -> Iterator[Listener]:
 
 def _hostile_page(site: Site, port: int) -> None:
     bad = f"{FORBIDDEN}:{port}"
-    forms = [bad, f"2130706434:{port}", f"0x7f.0.0.2:{port}", f"0177.0.0.2:{port}",
-             f"127.2:{port}", f"[::ffff:127.0.0.2]:{port}", f"evil.test:{port}",
-             f"user@{bad}", f"{FORBIDDEN}.:{port}"]
+    forms = [
+        bad,
+        f"2130706434:{port}",
+        f"0x7f.0.0.2:{port}",
+        f"0177.0.0.2:{port}",
+        f"127.2:{port}",
+        f"[::ffff:127.0.0.2]:{port}",
+        f"evil.test:{port}",
+        f"user@{bad}",
+        f"{FORBIDDEN}.:{port}",
+    ]
     imgs = "".join(f'<img src="http://{f}/i{n}.png">' for n, f in enumerate(forms))
 
     async def to_forbidden(request: web.Request) -> web.Response:
         raise web.HTTPFound(location=f"http://{bad}/redirected.png")
 
-    site.routes.update({
-        "/ok.jpg": ("image/jpeg", encode(photo("coffee").resize((200, 130)))),
-        "/hop.png": to_forbidden,
-        "/refresh": ("text/html", f'<meta http-equiv="refresh" content="0;url=http://{bad}/">'
-                     .encode()),
-        "/": ("text/html", f"""<!doctype html>
+    site.routes.update(
+        {
+            "/ok.jpg": ("image/jpeg", encode(photo("coffee").resize((200, 130)))),
+            "/hop.png": to_forbidden,
+            "/refresh": (
+                "text/html",
+                f'<meta http-equiv="refresh" content="0;url=http://{bad}/">'.encode(),
+            ),
+            "/": (
+                "text/html",
+                f"""<!doctype html>
 <img src="/ok.jpg">{imgs}<img src="/hop.png">
 <iframe src="http://{bad}/frame"></iframe><iframe src="/refresh"></iframe>
 <link rel="stylesheet" href="http://{bad}/s.css">
@@ -98,8 +111,10 @@ def _hostile_page(site: Site, port: int) -> None:
     pc.createOffer().then((o) => pc.setLocalDescription(o));
   }} catch (e) {{}}
   setTimeout(() => {{ const i = new Image(); i.src = "http://{bad}/late.png"; }}, 200);
-</script>""".encode()),
-    })
+</script>""".encode(),
+            ),
+        }
+    )
 
 
 def test_hostile_page_reaches_nothing_forbidden(site: Site, listener: Listener, hotline_env):
@@ -115,8 +130,18 @@ def test_hostile_page_reaches_nothing_forbidden(site: Site, listener: Listener, 
     assert listener.hits == 0
     refused = {b["url"].split("/", 3)[-1] for b in doc["blocked"] if "/" in b["url"]}
     expected = {f"i{n}.png" for n in (0, 1, 2, 3, 4, 5, 6, 8)} | {
-        "redirected.png", "frame", "", "s.css", "bg.png", "poster.jpg", "fetch", "events",
-        "beacon", "xhr", "worker", "late.png",
+        "redirected.png",
+        "frame",
+        "",
+        "s.css",
+        "bg.png",
+        "poster.jpg",
+        "fetch",
+        "events",
+        "beacon",
+        "xhr",
+        "worker",
+        "late.png",
     }
     assert expected <= refused, expected - refused
     # CONNECT tunnels refused: https:// fetch and the WebSocket.
