@@ -43,7 +43,8 @@ def test_sync_dispatch_lease_and_defer(hotline_env, redis_url, monkeypatch) -> N
     # Batches of at most 3, one host's checks together; one job may wait in the queue.
     queue = Queue(RECHECK, connection=conn)
     assert scheduler.tick(now) == 3
-    assert [parse_member(m)[1] for m in queue.jobs[0].args[0]] == ["a.test"] * 3
+    first = [parse_member(m) for m in queue.jobs[0].args[0]]
+    assert [host for _, host in first] == ["a.test"] * 3
     assert scheduler.tick(now) == 0  # the queue is full: hold back
     queue.empty()
     assert scheduler.tick(now) == 3
@@ -51,8 +52,10 @@ def test_sync_dispatch_lease_and_defer(hotline_env, redis_url, monkeypatch) -> N
     # Claimed members are leased, not removed; a.test's other two wait a job's worth.
     scores = {parse_member(m)[0]: s for m, s in conn.zrange(DUE, 0, -1, withscores=True)}
     assert len(scores) == 8
-    assert all(scores[i] >= now + scheduler.lease for i in ids[:3] + ids[5:])
-    assert all(scores[i] == now + scheduler.defer for i in ids[3:5])
+    leased = {i for i, _ in first} | set(ids[5:])
+    assert all(scores[i] >= now + scheduler.lease for i in leased)
+    # Which of a.test's five come first depends on the schedule's jitter.
+    assert all(scores[i] == now + scheduler.defer for i in set(ids[:5]) - leased)
     assert {h.decode() for h in conn.zrange(BUSY, 0, -1)} == {"a.test", "b.test", "c.test"}
 
     queue.empty()
