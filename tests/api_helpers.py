@@ -138,9 +138,14 @@ def seed(store: Store) -> Seeded:
         "retro": False,
     }
 
-    hit = store.add_report("http://short.example.test/x", "web-form")
-    store.save_scan(
-        hit,
+    def scanned(url: str, doc: dict, source: str | None = None) -> int:
+        report_id = store.add_report(url, source)
+        store.save_scan(report_id, doc)
+        store.set_report_state(report_id, "done")
+        return report_id
+
+    hit = scanned(
+        "http://short.example.test/x",
         scan(
             "http://short.example.test/x",
             T0,
@@ -159,28 +164,24 @@ def seed(store: Store) -> Seeded:
             redirects=[{"url": "http://short.example.test/x", "status": 302}],
             server_ip="192.0.2.7",
         ),
+        "web-form",
     )
-    store.set_report_state(hit, "done")
-    near = store.add_report("http://mirror.other.test/page")
-    store.save_scan(
-        near,
+    near = scanned(
+        "http://mirror.other.test/page",
         scan(
             "http://mirror.other.test/page",
             T0 + timedelta(days=1),
             [image("http://mirror.other.test/a.png", 3, phash=PHASH_NEAR, format="PNG")],
         ),
     )
-    store.set_report_state(near, "done")
-    clean = store.add_report("http://clean.example.org/")
-    store.save_scan(
-        clean,
+    clean = scanned(
+        "http://clean.example.org/",
         scan(
             "http://clean.example.org/",
             T0 + timedelta(days=2),
             [image("http://clean.example.org/l.gif", 4)],
         ),
     )
-    store.set_report_state(clean, "done")
     seeded.reports = {"hit": hit, "near": near, "clean": clean}
     seeded.tokens = {
         role: store.create_token(f"{role}-1", role)[1] for role in ("intake", "analyst", "admin")
