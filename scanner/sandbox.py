@@ -20,15 +20,21 @@ from pathlib import Path
 _SHM = Path("/dev/shm")
 _PREFIX = "scan-"
 
-# POSIX sh: replace Playwright's --user-data-dir with the scan's own, note the pid
+# POSIX sh: replace Playwright's --user-data-dir with the scan's own, add our features
+# to its --disable-features (Chromium heeds only the last such switch), note the pid
 # (exec keeps it, and Playwright starts the browser as a process-group leader), then
 # exec the browser, as the sandbox user when one is set.
 _LAUNCHER = """#!/bin/sh
+merged=
 for a do
   shift
-  case "$a" in --user-data-dir=*) a="--user-data-dir=$HOTLINE_SCAN_DIR/profile";; esac
+  case "$a" in
+    --user-data-dir=*) a="--user-data-dir=$HOTLINE_SCAN_DIR/profile";;
+    --disable-features=*) a="$a,{features}"; merged=1;;
+  esac
   set -- "$@" "$a"
 done
+[ -n "$merged" ] || set -- "$@" "--disable-features={features}"
 echo $$ > "$HOTLINE_SCAN_DIR/browser.pid"
 exec {drop}"{browser}" "$@"
 """
@@ -53,7 +59,7 @@ def scans_root(home: Path) -> Path:
 class ScanDir:
     """One scan's private directory and browser launcher."""
 
-    def __init__(self, root: Path, browser: str) -> None:
+    def __init__(self, root: Path, browser: str, disable_features: tuple[str, ...]) -> None:
         self.path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=root))
         for sub in ("profile", "home", "tmp"):
             (self.path / sub).mkdir()
@@ -65,7 +71,10 @@ class ScanDir:
             for p in [self.path, *self.path.iterdir()]:
                 os.chown(p, uid, gid)
         self.launcher = self.path / "launch.sh"
-        self.launcher.write_text(_LAUNCHER.format(drop=drop, browser=browser))
+        if not disable_features or not all(f.isalnum() for f in disable_features):
+            raise ValueError(f"not Chromium feature names: {disable_features}")
+        features = ",".join(disable_features)
+        self.launcher.write_text(_LAUNCHER.format(drop=drop, browser=browser, features=features))
         self.launcher.chmod(0o755)
 
     @property

@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +117,9 @@ def _pss(pid: int) -> int:
     return 0
 
 
-def tree_pss(root: int) -> tuple[int, int]:
-    """(PSS of ``root``, PSS of all its descendants: Playwright's driver and Chromium)."""
+def tree_pss(root: int, exclude: Collection[int] = ()) -> tuple[int, int]:
+    """(PSS of ``root``, PSS of all its descendants: Playwright's driver and Chromium),
+    leaving out the processes in ``exclude`` and theirs."""
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -130,6 +131,8 @@ def tree_pss(root: int) -> tuple[int, int]:
     total, todo = 0, list(children.get(root, []))
     while todo:
         pid = todo.pop()
+        if pid in exclude:
+            continue
         total += _pss(pid)
         todo.extend(children.get(pid, []))
     return _pss(root), total
