@@ -86,8 +86,17 @@ class Site:
         return self
 
     def stop(self) -> None:
-        if self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
+        async def shutdown() -> None:
+            if self._runner:
+                await self._runner.cleanup()
+            # Handlers still waiting (slow routes, hung clients) end here, not as
+            # "Task was destroyed but it is pending" when the loop goes.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
