@@ -25,6 +25,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from hotline.config import Settings
+from scanner import scans_root
 from store import Store
 from workers import INTAKE, connect, enqueue_scan
 from workers.sweeper import sweep_jobs
@@ -169,6 +170,47 @@ def test_killed_work_horse_is_retried_and_its_browser_reaped(
         _stop(worker)
     # The retry's scan reaped the killed scan's browser; none is left.
     _wait(lambda: not (chromium_pids() - before), 10, "no leftover Chromium")
+
+
+@pytest.mark.browser
+def test_hundred_scans_with_killed_work_horses_leave_no_browser(
+    site: Site, hotline_env, redis_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 reports through two workers while three work horses are killed mid-scan:
+    every report is scanned exactly once, and no Chromium process or scan directory
+    outlives the run."""
+    url = _page(site)
+    env = _env(hotline_env, HOTLINE_REDIS_URL=redis_url)
+    monkeypatch.setenv("HOTLINE_REDIS_URL", redis_url)
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
+    store.migrate()
+    conn = connect(settings)
+    ids = [store.add_report(f"{url}?n={n}", "test") for n in range(100)]
+    for report_id in ids:
+        enqueue_scan(conn, settings, report_id)
+    before = chromium_pids()
+    workers = [_worker(env), _worker(env)]
+
+    def done() -> int:
+        return sum(store.get_report(i)["state"] == "done" for i in ids)
+
+    try:
+        for kill in range(3):
+            _wait(lambda k=kill: done() >= 20 * (k + 1), 120, f"{20 * (kill + 1)} scans")
+            # A work horse with children is one whose scan has its browser running.
+            horses = [
+                p for w in workers for p in _children(w.pid) if _is_python(p) and _children(p)
+            ]
+            assert horses, "no work horse mid-scan"
+            os.kill(horses[0], signal.SIGKILL)
+        _wait(lambda: done() == len(ids), 240, "all 100 reports scanned")
+    finally:
+        for w in workers:
+            _stop(w)
+    assert all(len(store.get_report(i)["scans"]) == 1 for i in ids)
+    _wait(lambda: not (chromium_pids() - before), 10, "no leftover Chromium")
+    assert list(scans_root(settings.home).glob("scan-*")) == []
 
 
 def _children(pid: int) -> list[int]:
