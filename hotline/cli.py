@@ -354,6 +354,8 @@ def _print_scan(doc: dict[str, Any], indent: str = "") -> None:
     )
     for hop in doc["redirects"]:
         print(f"{indent}  redirect {hop['status']} {hop['url']}")
+    if wall := doc["meta"].get("challenge"):
+        print(f"{indent}  challenge page ({wall}): the site showed a bot check, not its content")
     for img in doc["images"]:
         marks = ", ".join(map(_match_text, img["matches"]))
         allowed = ", ".join(map(_match_text, img.get("allowed", [])))

@@ -106,6 +106,8 @@ def judge(doc: dict, *, has_evidence: bool, page_without_browser: bool = False) 
         return "denied"  # 401, 403 and the other refusals that prove nothing
     if not 200 <= status < 300:
         return "transient"
+    if doc["meta"].get("challenge"):
+        return "denied"  # a bot wall stood in front of the page: it shows nothing either way
     if not has_evidence:
         return "live"  # nothing to look for: a page that answers cannot be shown gone
     if page_without_browser and not doc["meta"].get("images_fed"):

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -386,6 +387,7 @@ class _Scan:
                     await self.navigate(page)
                     await _settle(page, self.limits)
                     self.follow_client_redirects(page)
+                    await self.note_challenge(page)
                     await self.dom_images(page)
                     await asyncio.gather(*pending, return_exceptions=True)
                 finally:
@@ -441,6 +443,8 @@ class _Scan:
         result.redirects = chain
         result.http_status = response.status
         result.final_url = response.url
+        if response.headers.get("cf-mitigated") == "challenge":
+            result.meta["challenge"] = "cloudflare"
         if response.status >= 400:
             raise ScanError("http_status", f"the page answered HTTP {response.status}")
 
@@ -451,6 +455,16 @@ class _Scan:
                 {"url": self.result.final_url, "status": self.result.http_status, "kind": "client"}
             )
             self.result.final_url = page.url
+
+    async def note_challenge(self, page: Page) -> None:
+        """Record a bot wall ("meta.challenge"): the scan saw it, not the site, so an
+        empty result proves nothing (a takedown check counts it as denied)."""
+        try:
+            wall = challenge_of(await page.evaluate(_PAGE_SIGNS))
+        except PlaywrightError:
+            return
+        if wall:
+            self.result.meta["challenge"] = wall
 
     async def dom_images(self, page: Page) -> None:
         """Images the network events cannot show: data: URIs, blob: URLs (read inside
@@ -549,6 +563,39 @@ _READ_BLOB = """async (u) => {
   }
   return btoa(s);
 }"""
+
+# What a bot wall shows instead of the site: its title, the sources of scripts, frames and
+# forms, how much text the page has, and whether it holds a captcha widget.
+_PAGE_SIGNS = """() => ({
+  title: document.title || '',
+  sources: [...document.querySelectorAll('script[src], iframe[src], form[action]')]
+    .map(e => e.src || e.action || '').slice(0, 200),
+  text: (document.body && document.body.innerText || '').length,
+  captcha: !!document.querySelector('.g-recaptcha, .h-captcha, .cf-turnstile, #px-captcha'),
+})"""
+# Vendors' challenge pages, by what they load or call themselves.
+_WALLS = (
+    ("cloudflare", re.compile(r"/cdn-cgi/challenge-platform/|challenges\.cloudflare\.com/")),
+    ("cloudflare", re.compile(r"^(Just a moment\.\.\.|Attention Required! \| Cloudflare)$")),
+    ("datadome", re.compile(r"captcha-delivery\.com/")),
+    ("perimeterx", re.compile(r"captcha\.px-cdn\.net/|/px/captcha")),
+    ("ddos-guard", re.compile(r"ddos-guard\.net/|^DDoS-Guard$")),
+    ("incapsula", re.compile(r"/_Incapsula_Resource")),
+    ("sucuri", re.compile(r"^(Sucuri WebSite Firewall|Access Denied - Sucuri Website Firewall)")),
+)
+# A captcha widget alone (comment forms have them too) makes a wall only on a bare page.
+_BARE_TEXT = 1000
+
+
+def challenge_of(signs: dict[str, Any]) -> str | None:
+    """The bot wall a page is, from ``_PAGE_SIGNS``: a vendor's name, "captcha", or None."""
+    title = signs.get("title", "").strip()
+    for vendor, pattern in _WALLS:
+        if pattern.search(title) or any(pattern.search(src) for src in signs.get("sources", ())):
+            return vendor
+    if signs.get("captcha") and signs.get("text", 0) < _BARE_TEXT:
+        return "captcha"
+    return None
 
 
 async def _quietly(aw: Any) -> None:

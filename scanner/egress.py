@@ -592,9 +592,11 @@ class EgressProxy:
         try:
             ips = await asyncio.wait_for(self._resolve(name), self.policy.connect_timeout)
         except TimeoutError:
-            raise _Refused("dns", f"resolving {name} timed out") from None
+            raise _Refused("timeout", f"resolving {name} timed out") from None
         except OSError as exc:
-            raise _Refused("dns", f"cannot resolve {name}: {exc.strerror or exc}") from None
+            # "Try again" (no answer, SERVFAIL) says nothing about the name; NXDOMAIN does.
+            outcome = "timeout" if exc.errno == socket.EAI_AGAIN else "dns"
+            raise _Refused(outcome, f"cannot resolve {name}: {exc.strerror or exc}") from None
         if not ips:
             raise _Refused("dns", f"{name} has no addresses")
         for ip in ips:

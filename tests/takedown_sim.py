@@ -1,6 +1,6 @@
 """A takedown simulator: pages on a loopback site whose behaviour a test switches over
-time (live, 404, 410, placeholder, swapped image, flapping 503, 429, slow, cloaking, …),
-and referred reports made from its pages without a browser scan."""
+time (live, 404, 410, placeholder, challenge, swapped image, flapping 503, 429, slow,
+cloaking, …), and referred reports made from its pages without a browser scan."""
 
 from __future__ import annotations
 
@@ -54,6 +54,14 @@ class Simulator:
             return _html(f'<h1>gallery</h1><img src="/{name}/img.jpg" width="256">')
         if mode == "placeholder":
             return _html("<h1>This account has been suspended</h1>")
+        if mode == "challenge":  # a CDN's bot check, answered with 200
+            return _html(
+                '<p>Checking your browser</p><script src="/cdn-cgi/challenge-platform/h/b/'
+                'orchestrate/chl_page/v1"></script>',
+                title="Just a moment...",
+            )
+        if mode == "captcha":  # a bare page asking to prove one is human
+            return _html('<p>Please verify you are human.</p><div class="g-recaptcha"></div>')
         if mode == "reset":
             request.transport.close()
             return web.Response()
@@ -81,9 +89,9 @@ class Simulator:
         return mode
 
 
-def _html(body: str, status: int = 200) -> web.Response:
+def _html(body: str, status: int = 200, title: str = "t") -> web.Response:
     return web.Response(
-        text=f"<!doctype html><title>t</title>{body}", status=status, content_type="text/html"
+        text=f"<!doctype html><title>{title}</title>{body}", status=status, content_type="text/html"
     )
 
 

@@ -251,6 +251,8 @@ def test_check_url(url: str, reason: str | None) -> None:
 
 def fake_resolver(table: dict[str, list[str]]) -> Resolver:
     async def resolve(name: str) -> list[str]:
+        if name == "servfail.test":  # the name server did not answer
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         if name not in table:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return table[name]
@@ -570,6 +572,7 @@ def test_network_failures_are_502_and_recorded(monkeypatch: pytest.MonkeyPatch) 
         async with scene(connect_timeout=0.2) as s:
             cases = [
                 ("nxdomain.test", 8080, "dns", "cannot resolve nxdomain.test"),
+                ("servfail.test", 8080, "timeout", "Temporary failure in name resolution"),
                 (GOOD, closed_port, "connect", f"connecting to {GOOD} port {closed_port}"),
                 (GOOD, stalled_port, "timeout", "timed out"),
             ]

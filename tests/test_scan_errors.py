@@ -16,8 +16,9 @@ from aiohttp import web
 from hotline import intake
 from hotline.config import Settings
 from matcher import Index
+from scanner.capture import challenge_of
 
-from .conftest import Site, encode, photo
+from .conftest import Site, encode, photo, run_hotline
 
 pytestmark = pytest.mark.browser
 
@@ -169,3 +170,38 @@ def test_tls_failure(tmp_path: Path, hotline_env) -> None:
     finally:
         site.stop()
     assert doc["error"]["kind"] == "tls", doc["error"]
+
+
+def test_challenge_pages_are_recorded(site: Site, hotline_env) -> None:
+    """A bot wall answers 200 but hides the site: the scan says so, and the CLI too."""
+    site.routes["/wall"] = (
+        "text/html",
+        b"<!doctype html><title>Just a moment...</title><p>Checking your browser</p>"
+        b'<script src="/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1"></script>',
+    )
+    comments = "<p>" + "A long article about gardening. " * 60 + "</p>"
+    site.routes["/article"] = (
+        "text/html",
+        f'<title>Blog</title>{comments}<form><div class="g-recaptcha"></div></form>'.encode(),
+    )
+    assert _scan(site.url("/wall"))["meta"]["challenge"] == "cloudflare"
+    assert "challenge" not in _scan(site.url("/article"))["meta"]  # a comment form's captcha
+    r = run_hotline("scan", site.url("/wall"), env=hotline_env)
+    assert "challenge page (cloudflare)" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("signs", "wall"),
+    [
+        ({"title": "Attention Required! | Cloudflare"}, "cloudflare"),
+        ({"sources": ["https://challenges.cloudflare.com/turnstile/v0/api.js"]}, "cloudflare"),
+        ({"sources": ["https://geo.captcha-delivery.com/captcha/?initialCid=x"]}, "datadome"),
+        ({"title": "DDoS-Guard"}, "ddos-guard"),
+        ({"sources": ["/_Incapsula_Resource?SWJIYLWA=1"]}, "incapsula"),
+        ({"captcha": True, "text": 40}, "captcha"),
+        ({"captcha": True, "text": 5000}, None),
+        ({"title": "Gallery", "sources": ["/js/app.js"], "text": 300}, None),
+    ],
+)
+def test_challenge_signs(signs: dict, wall: str | None) -> None:
+    assert challenge_of(signs) == wall

@@ -92,6 +92,12 @@ def test_network_verdicts(sim: Simulator) -> None:
 
     assert run("http://gone.invalid/page", empty, resolver=nxdomain)[0] == "gone_dns"
 
+    async def servfail(name: str) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    # A name server that does not answer says nothing about the name.
+    assert run("http://flaky.example/page", empty, resolver=servfail)[0] == "transient"
+
 
 def test_no_evidence_means_an_answering_page_is_live(sim: Simulator) -> None:
     sim.add("n", page="placeholder")
@@ -113,7 +119,16 @@ def test_browser_verdicts(sim: Simulator) -> None:
     sim.add("placeholder", page="placeholder", image="404")
     sim.add("swapped", image="other")
     sim.add("cloak", page="cloak", image="cloak")
-    expected = {"live": "live", "placeholder": "content_gone", "swapped": "content_gone"}
+    # A bot wall hides the page: not a removal, whatever it shows.
+    sim.add("challenge", page="challenge", image="404")
+    sim.add("captcha", page="captcha", image="404")
+    expected = {
+        "live": "live",
+        "placeholder": "content_gone",
+        "swapped": "content_gone",
+        "challenge": "denied",
+        "captcha": "denied",
+    }
     for name, verdict in expected.items():
         got, detail = run(sim.page_url(name), evidence_of(sim, name))
         assert got == verdict, (name, detail)
