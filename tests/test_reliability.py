@@ -4,6 +4,7 @@ restarted, the database down at submit time, and workers of several "machines"
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -195,15 +196,20 @@ def test_hundred_scans_with_killed_work_horses_leave_no_browser(
     def done() -> int:
         return sum(store.get_report(i)["state"] == "done" for i in ids)
 
+    def kill_a_horse() -> bool:
+        """SIGKILL a work horse whose scan has its browser running (it has children)."""
+        for w in workers:
+            for pid in _children(w.pid):
+                if _is_python(pid) and _children(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        return True
+        return False
+
     try:
         for kill in range(3):
             _wait(lambda k=kill: done() >= 20 * (k + 1), 120, f"{20 * (kill + 1)} scans")
-            # A work horse with children is one whose scan has its browser running.
-            horses = [
-                p for w in workers for p in _children(w.pid) if _is_python(p) and _children(p)
-            ]
-            assert horses, "no work horse mid-scan"
-            os.kill(horses[0], signal.SIGKILL)
+            _wait(kill_a_horse, 30, "a work horse mid-scan to kill")
         _wait(lambda: done() == len(ids), 240, "all 100 reports scanned")
     finally:
         for w in workers:
