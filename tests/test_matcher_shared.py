@@ -10,8 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rq import Worker
 
+from hotline.config import Settings
 from matcher import Entry, ImageHashes, Index, IndexBuilder, SharedIndex
+from store import Store
+from workers import connect, enqueue_scan, run_worker
 
 from .helpers import memory_of_processes
 
@@ -167,3 +171,27 @@ def test_two_processes_share_one_copy(tmp_path: Path) -> None:
     assert all(raw <= rss < 1.5 * raw for rss, _ in measured), measured
     # ... but it is one copy: their proportional shares add up to it, not to twice it.
     assert sum(pss for _, pss in measured) < 1.3 * raw, measured
+
+
+def test_worker_builds_the_index_before_it_forks_a_job(
+    hotline_env, redis_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list change's index is built by the worker, outside any job's time limit: by the
+    time a job is handed to a work horse, the current version is on disk."""
+    monkeypatch.setenv("HOTLINE_REDIS_URL", redis_url)
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
+    store.migrate()
+    store.create_list("known-a1", category="A1")
+    store.add_entries("known-a1", [("phash", PHASHES[0], "ref-1", None)])
+    enqueue_scan(connect(settings), settings, store.add_report("http://127.0.0.1:9/", "test"))
+    on_disk_at_fork: list[list[str]] = []
+    monkeypatch.setattr(
+        Worker,
+        "execute_job",
+        lambda _worker, _job, _queue: on_disk_at_fork.append(
+            SharedIndex(settings.home / "index").versions()
+        ),
+    )
+    run_worker(settings, burst=True)
+    assert on_disk_at_fork == [[store.lists_version()]]

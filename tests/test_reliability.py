@@ -174,6 +174,7 @@ def test_killed_work_horse_is_retried_and_its_browser_reaped(
 
 
 @pytest.mark.browser
+@pytest.mark.timeout(360)  # about 100 s here; a slower machine must not fail it on time alone
 def test_hundred_scans_with_killed_work_horses_leave_no_browser(
     site: Site, hotline_env, redis_url, monkeypatch: pytest.MonkeyPatch
 ) -> None:
