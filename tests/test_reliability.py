@@ -381,6 +381,7 @@ def _postgres_schema_url() -> str:
 
 @pytest.mark.browser
 @pytest.mark.postgres
+@pytest.mark.timeout(300)  # about 12 s, but twice in a dozen runs here 71-73 s
 def test_workers_on_separate_homes_share_redis_and_postgres(
     site: Site, tmp_path: Path, hotline_env, redis_url
 ) -> None:
