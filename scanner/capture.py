@@ -565,14 +565,19 @@ _READ_BLOB = """async (u) => {
 }"""
 
 # What a bot wall shows instead of the site: its title, the sources of scripts, frames and
-# forms, how much text the page has, and whether it holds a captcha widget.
-_PAGE_SIGNS = """() => ({
-  title: document.title || '',
-  sources: [...document.querySelectorAll('script[src], iframe[src], form[action]')]
-    .map(e => e.src || e.action || '').slice(0, 200),
-  text: (document.body && document.body.innerText || '').length,
-  captcha: !!document.querySelector('.g-recaptcha, .h-captcha, .cf-turnstile, #px-captcha'),
-})"""
+# forms, how much text the page has, and whether it holds a captcha widget. Strings only:
+# a page can clobber document.title or form.action with its own elements.
+_PAGE_SIGNS = """() => {
+  const str = (v) => (typeof v === 'string' ? v : '');
+  const found = document.querySelectorAll('script[src], iframe[src], form[action]');
+  return {
+    title: str(document.title),
+    sources: Array.from(found, (e) => str(e.getAttribute('src') || e.getAttribute('action')))
+      .slice(0, 200),
+    text: str(document.body && document.body.innerText).length,
+    captcha: !!document.querySelector('.g-recaptcha, .h-captcha, .cf-turnstile, #px-captcha'),
+  };
+}"""
 # Vendors' challenge pages, by what they load or call themselves.
 _WALLS = (
     ("cloudflare", re.compile(r"/cdn-cgi/challenge-platform/|challenges\.cloudflare\.com/")),
@@ -589,11 +594,14 @@ _BARE_TEXT = 1000
 
 def challenge_of(signs: dict[str, Any]) -> str | None:
     """The bot wall a page is, from ``_PAGE_SIGNS``: a vendor's name, "captcha", or None."""
-    title = signs.get("title", "").strip()
+    title = signs.get("title")
+    texts = [title.strip() if isinstance(title, str) else ""]
+    texts += [src for src in signs.get("sources") or () if isinstance(src, str)]
     for vendor, pattern in _WALLS:
-        if pattern.search(title) or any(pattern.search(src) for src in signs.get("sources", ())):
+        if any(pattern.search(text) for text in texts):
             return vendor
-    if signs.get("captcha") and signs.get("text", 0) < _BARE_TEXT:
+    length = signs.get("text")
+    if signs.get("captcha") is True and isinstance(length, int) and length < _BARE_TEXT:
         return "captcha"
     return None
 

@@ -184,8 +184,15 @@ def test_challenge_pages_are_recorded(site: Site, hotline_env) -> None:
         "text/html",
         f'<title>Blog</title>{comments}<form><div class="g-recaptcha"></div></form>'.encode(),
     )
+    # A page that clobbers document.title and form.action with its own elements.
+    site.routes["/clobber"] = (
+        "text/html",
+        b'<title>x</title><img name="title"><form action="/f"><input name="action"></form>',
+    )
     assert _scan(site.url("/wall"))["meta"]["challenge"] == "cloudflare"
     assert "challenge" not in _scan(site.url("/article"))["meta"]  # a comment form's captcha
+    clobbered = _scan(site.url("/clobber"))
+    assert clobbered["status"] == "completed" and "challenge" not in clobbered["meta"]
     r = run_hotline("scan", site.url("/wall"), env=hotline_env)
     assert "challenge page (cloudflare)" in r.stdout
 
@@ -201,6 +208,7 @@ def test_challenge_pages_are_recorded(site: Site, hotline_env) -> None:
         ({"captcha": True, "text": 40}, "captcha"),
         ({"captcha": True, "text": 5000}, None),
         ({"title": "Gallery", "sources": ["/js/app.js"], "text": 300}, None),
+        ({"title": {}, "sources": [{}, None], "captcha": "yes", "text": "1"}, None),
     ],
 )
 def test_challenge_signs(signs: dict, wall: str | None) -> None:
