@@ -126,9 +126,8 @@ def _pss(pid: int) -> int:
     return 0
 
 
-def tree_pss(root: int, exclude: Collection[int] = ()) -> tuple[int, int]:
-    """(PSS of ``root``, PSS of all its descendants: Playwright's driver and Chromium),
-    leaving out the processes in ``exclude`` and theirs."""
+def child_pids() -> dict[int, list[int]]:
+    """Every process's children, by parent pid, as /proc shows them now."""
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -137,6 +136,13 @@ def tree_pss(root: int, exclude: Collection[int] = ()) -> tuple[int, int]:
             except (OSError, ValueError, IndexError):
                 continue
             children.setdefault(ppid, []).append(int(d.name))
+    return children
+
+
+def tree_pss(root: int, exclude: Collection[int] = ()) -> tuple[int, int]:
+    """(PSS of ``root``, PSS of all its descendants: Playwright's driver and Chromium),
+    leaving out the processes in ``exclude`` and theirs."""
+    children = child_pids()
     total, todo = 0, list(children.get(root, []))
     while todo:
         pid = todo.pop()

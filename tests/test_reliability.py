@@ -32,7 +32,7 @@ from workers import INTAKE, connect, enqueue_scan
 from workers.sweeper import sweep_jobs
 
 from .conftest import ROOT, Site, encode, photo, run_hotline
-from .helpers import chromium_pids
+from .helpers import child_pids, chromium_pids
 
 POSTGRES_URL = os.environ.get(
     "HOTLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -158,8 +158,7 @@ def test_killed_work_horse_is_retried_and_its_browser_reaped(
     worker = _worker(env)
     try:
         _wait(lambda: first["hit"], 60, "the scan to reach the slow image")
-        # The work horse is the child running the browser (RQ's scheduler is another child).
-        horses = [p for p in _children(worker.pid) if _is_python(p) and _children(p)]
+        horses = _scanning_horses(worker.pid)
         assert len(horses) == 1, "no work horse found"
         os.kill(horses[0], signal.SIGKILL)
         store = Store(Settings.from_env().database_url)
@@ -198,13 +197,10 @@ def test_hundred_scans_with_killed_work_horses_leave_no_browser(
         return sum(store.get_report(i)["state"] == "done" for i in ids)
 
     def kill_a_horse() -> bool:
-        """SIGKILL a work horse whose scan has its browser running (it has children)."""
-        for w in workers:
-            for pid in _children(w.pid):
-                if _is_python(pid) and _children(pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                        return True
+        for pid in (p for w in workers for p in _scanning_horses(w.pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                return True
         return False
 
     try:
@@ -220,17 +216,11 @@ def test_hundred_scans_with_killed_work_horses_leave_no_browser(
     assert list(scans_root(settings.home).glob("scan-*")) == []
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(d.name))
-    return out
+def _scanning_horses(worker_pid: int) -> list[int]:
+    """A worker's work horses whose scan has its browser running: Python children that
+    have children of their own (RQ's scheduler, the worker's other child, has none)."""
+    children = child_pids()
+    return [pid for pid in children.get(worker_pid, []) if children.get(pid) and _is_python(pid)]
 
 
 def _is_python(pid: int) -> bool:
